@@ -1,0 +1,610 @@
+//! The convolution blocks of the study's CNN: Conv2D ('same', stride 1) + bias + ReLU + MaxPool 2x2.
+//!
+//! Two implementations of the same function, NHWC in and out, weights in Keras' HWIO layout
+//! flattened to `[kh * kw * cin, cout]`:
+//!
+//! - [`ConvBlock`], a fused candle `CustomOp3` for the CPU: per chunk of a few images it builds
+//!   the im2col matrix, multiplies it with `gemm` into a cache-sized buffer, and applies ReLU and
+//!   the pooling at once, keeping only the winning index of every pooling window. Its backward
+//!   pass recomputes the im2col chunk instead of storing it, and computes the input gradient only
+//!   when the input takes part in autograd (never for the first layer, whose input is the data).
+//!   Chunks run in parallel on the current rayon pool.
+//! - [`candle_block`], the same block from candle's own ops (NCHW `conv2d`, `max_pool2d`), used
+//!   on devices other than the CPU and as the oracle the fused op is tested against.
+
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Keras 'same' padding along one axis: `(before, after)`, the extra pixel going after.
+///
+/// The output has `ceil(input / stride)` pixels; the padding needed for that is split with the
+/// smaller half before, which for an even kernel (2x2, stride 1) means one row/column at the
+/// bottom/right only.
+pub fn same_padding(input: usize, kernel: usize, stride: usize) -> (usize, usize) {
+    let out = input.div_ceil(stride);
+    let total = ((out - 1) * stride + kernel).saturating_sub(input);
+    (total / 2, total - total / 2)
+}
+
+/// Shape of one convolution block: input `h × w × cin`, a `k × k` kernel with `cout` filters,
+/// 'same' padding, output `h/2 × w/2 × cout` after the 2x2 pooling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeom {
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Input channels.
+    pub cin: usize,
+    /// Kernel side.
+    pub k: usize,
+    /// Filters.
+    pub cout: usize,
+}
+
+impl ConvGeom {
+    /// Rows of the im2col matrix (and the weight matrix): `k * k * cin`.
+    pub fn patch(&self) -> usize {
+        self.k * self.k * self.cin
+    }
+    /// Pooled output height.
+    pub fn ph(&self) -> usize {
+        self.h / 2
+    }
+    /// Pooled output width.
+    pub fn pw(&self) -> usize {
+        self.w / 2
+    }
+    /// Padding before the first row/column (Keras 'same').
+    fn pad(&self) -> (usize, usize) {
+        (same_padding(self.h, self.k, 1).0, same_padding(self.w, self.k, 1).0)
+    }
+    fn in_len(&self) -> usize {
+        self.h * self.w * self.cin
+    }
+    fn out_len(&self) -> usize {
+        self.ph() * self.pw() * self.cout
+    }
+    /// Number of weights plus biases.
+    pub fn params(&self) -> usize {
+        self.patch() * self.cout + self.cout
+    }
+
+    /// im2col of `nb` images: `col[(img * h * w + oy * w + ox) * patch + (ky * k + kx) * cin + ci]`.
+    fn im2col(&self, x: &[f32], col: &mut [f32]) {
+        let (pt, pl) = self.pad();
+        let (h, w, cin, k, patch) = (self.h as isize, self.w as isize, self.cin, self.k, self.patch());
+        for (img, xi) in x.chunks_exact(self.in_len()).enumerate() {
+            let base = img * self.h * self.w;
+            for oy in 0..h {
+                for ox in 0..w {
+                    let row = &mut col[(base + (oy * w + ox) as usize) * patch..][..patch];
+                    for ky in 0..k {
+                        let iy = oy + ky as isize - pt as isize;
+                        let dst = &mut row[ky * k * cin..][..k * cin];
+                        if iy < 0 || iy >= h {
+                            dst.fill(0.0);
+                            continue;
+                        }
+                        for kx in 0..k {
+                            let ix = ox + kx as isize - pl as isize;
+                            let d = &mut dst[kx * cin..][..cin];
+                            if ix < 0 || ix >= w {
+                                d.fill(0.0);
+                            } else {
+                                let s = ((iy * w + ix) as usize) * cin;
+                                d.copy_from_slice(&xi[s..s + cin]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the patches of `dcol` back onto the input gradient (the adjoint of [`Self::im2col`]).
+    fn col2im(&self, dcol: &[f32], dx: &mut [f32]) {
+        let (pt, pl) = self.pad();
+        let (h, w, cin, k, patch) = (self.h as isize, self.w as isize, self.cin, self.k, self.patch());
+        for (img, dxi) in dx.chunks_exact_mut(self.in_len()).enumerate() {
+            let base = img * self.h * self.w;
+            for oy in 0..h {
+                for ox in 0..w {
+                    let row = &dcol[(base + (oy * w + ox) as usize) * patch..][..patch];
+                    for ky in 0..k {
+                        let iy = oy + ky as isize - pt as isize;
+                        if iy < 0 || iy >= h {
+                            continue;
+                        }
+                        for kx in 0..k {
+                            let ix = ox + kx as isize - pl as isize;
+                            if ix < 0 || ix >= w {
+                                continue;
+                            }
+                            let s = ((iy * w + ix) as usize) * cin;
+                            let src = &row[(ky * k + kx) * cin..][..cin];
+                            for (d, v) in dxi[s..s + cin].iter_mut().zip(src) {
+                                *d += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// ReLU + 2x2 max pooling of `nb` pre-activations `z` (`[nb, h, w, cout]`): writes the pooled
+    /// values and, per output, the index in `z` of the window's winner (`u32::MAX` when the ReLU
+    /// is inactive, i.e. the window's maximum is not positive).
+    fn relu_pool(&self, z: &[f32], out: &mut [f32], arg: &mut [u32]) {
+        let (w, c, ph, pw) = (self.w, self.cout, self.ph(), self.pw());
+        let zlen = self.h * w * c;
+        for (img, (zi, (oi, ai))) in z
+            .chunks_exact(zlen)
+            .zip(out.chunks_exact_mut(self.out_len()).zip(arg.chunks_exact_mut(self.out_len())))
+            .enumerate()
+        {
+            let zbase = (img * zlen) as u32;
+            for py in 0..ph {
+                for px in 0..pw {
+                    let o = (py * pw + px) * c;
+                    let p00 = ((2 * py) * w + 2 * px) * c;
+                    let corners = [p00, p00 + c, p00 + w * c, p00 + w * c + c];
+                    for ch in 0..c {
+                        let mut best = corners[0] + ch;
+                        for &q in &corners[1..] {
+                            if zi[q + ch] > zi[best] {
+                                best = q + ch;
+                            }
+                        }
+                        let v = zi[best];
+                        if v > 0.0 {
+                            oi[o + ch] = v;
+                            ai[o + ch] = zbase + best as u32;
+                        } else {
+                            // NaN lands here too: the ReLU passes no gradient through it.
+                            oi[o + ch] = if v.is_nan() { v } else { 0.0 };
+                            ai[o + ch] = u32::MAX;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst (+)= lhs × rhs` with explicit row/column strides, single-threaded.
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    (dst_rs, dst_cs): (usize, usize),
+    accumulate: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |r: usize, c: usize, rs: usize, cs: usize| (r - 1) * rs + (c - 1) * cs;
+    assert!(last(m, n, dst_rs, dst_cs) < dst.len(), "gemm: dst too short");
+    if k > 0 {
+        assert!(last(m, k, lhs_rs, lhs_cs) < lhs.len(), "gemm: lhs too short");
+        assert!(last(k, n, rhs_rs, rhs_cs) < rhs.len(), "gemm: rhs too short");
+    }
+    // SAFETY: the asserts above keep every index the kernel reads or writes inside the slices,
+    // and `dst` is borrowed mutably so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_cs as isize,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// Images per chunk: keeps the im2col and pre-activation buffers of a chunk in L2.
+const CHUNK: usize = 4;
+
+/// Runs `f` on a contiguous CPU f32 tensor's data.
+fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("the fused conv block runs on the CPU only")
+    };
+    let (start, end) = layout
+        .contiguous_offsets()
+        .expect("made contiguous just above");
+    f(&cpu.as_slice::<f32>()?[start..end])
+}
+
+fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let Some((start, end)) = l.contiguous_offsets() else {
+        candle_core::bail!("conv block: {what} must be contiguous")
+    };
+    Ok(&s.as_slice::<f32>()?[start..end])
+}
+
+/// The fused conv + bias + ReLU + 2x2 max-pool op (see the module docs).
+///
+/// Inputs: `x` `[b, h, w, cin]`, `weight` `[k*k*cin, cout]`, `bias` `[cout]`, all f32 and
+/// contiguous. Output `[b, h/2, w/2, cout]`.
+pub struct ConvBlock {
+    geom: ConvGeom,
+    /// Whether to keep the winners for a backward pass.
+    keep: bool,
+    /// Winner index of every pooled output, kept by the forward pass for the backward pass.
+    winners: Mutex<Option<Vec<u32>>>,
+}
+
+impl ConvBlock {
+    /// A fresh op for one forward call.
+    pub fn new(geom: ConvGeom, keep: bool) -> Self {
+        Self {
+            geom,
+            keep,
+            winners: Mutex::new(None),
+        }
+    }
+
+    /// Forward pass of the block, with autograd when `train` is true.
+    pub fn forward(geom: ConvGeom, x: &Tensor, w: &Tensor, b: &Tensor, train: bool) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        if train {
+            x.apply_op3(w, b, Self::new(geom, true))
+        } else {
+            x.apply_op3_no_bwd(w, b, &Self::new(geom, false))
+        }
+    }
+}
+
+impl CustomOp3 for ConvBlock {
+    fn name(&self) -> &'static str {
+        "conv-relu-maxpool"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.geom;
+        let (x, wt, bias) = (
+            cpu_slice(s1, l1, "input")?,
+            cpu_slice(s2, l2, "weight")?,
+            cpu_slice(s3, l3, "bias")?,
+        );
+        if x.len() % g.in_len() != 0 || wt.len() != g.patch() * g.cout || bias.len() != g.cout {
+            candle_core::bail!(
+                "conv block {g:?}: got input {:?}, weight {:?}, bias {:?}",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            )
+        }
+        let nimg = x.len() / g.in_len();
+        let (rows, patch) = (g.h * g.w, g.patch());
+        let mut out = vec![0f32; nimg * g.out_len()];
+        let mut winners = vec![0u32; nimg * g.out_len()];
+        x.par_chunks(CHUNK * g.in_len())
+            .zip(out.par_chunks_mut(CHUNK * g.out_len()))
+            .zip(winners.par_chunks_mut(CHUNK * g.out_len()))
+            .enumerate()
+            .for_each(|(i, ((xc, oc), ac))| {
+                let nb = xc.len() / g.in_len();
+                let mut col = vec![0f32; nb * rows * patch];
+                g.im2col(xc, &mut col);
+                let mut z: Vec<f32> = bias.iter().copied().cycle().take(nb * rows * g.cout).collect();
+                gemm(
+                    (nb * rows, g.cout, patch),
+                    &mut z,
+                    (g.cout, 1),
+                    true,
+                    &col,
+                    (patch, 1),
+                    wt,
+                    (g.cout, 1),
+                );
+                g.relu_pool(&z, oc, ac);
+                // Make the winner indices global to the batch.
+                let shift = (i * CHUNK * rows * g.cout) as u32;
+                ac.iter_mut()
+                    .filter(|a| **a != u32::MAX)
+                    .for_each(|a| *a += shift);
+            });
+        if self.keep {
+            *self.winners.lock().expect("poisoned") = Some(winners);
+        }
+        let shape = Shape::from((nimg, g.ph(), g.pw(), g.cout));
+        Ok((CpuStorage::F32(out), shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = self.geom;
+        let winners = self.winners.lock().expect("poisoned").take();
+        let Some(winners) = winners else {
+            candle_core::bail!("conv block: backward called twice or without forward")
+        };
+        if grad_res.dtype() != DType::F32 {
+            candle_core::bail!("conv block: f32 only")
+        }
+        let need_dx = x.track_op();
+        let (rows, patch, cout) = (g.h * g.w, g.patch(), g.cout);
+        let nimg = x.elem_count() / g.in_len();
+        let zlen = rows * cout;
+        let mut dx = if need_dx {
+            vec![0f32; nimg * g.in_len()]
+        } else {
+            Vec::new()
+        };
+        let dx_chunk = if need_dx { CHUNK * g.in_len() } else { 0 };
+        let (dw, db) = with_slice(x, |xs| {
+            with_slice(w, |wt| {
+                with_slice(grad_res, |gr| {
+                    let chunks: Vec<(usize, &mut [f32])> = if need_dx {
+                        dx.chunks_mut(dx_chunk).enumerate().collect()
+                    } else {
+                        (0..nimg.div_ceil(CHUNK)).map(|i| (i, <&mut [f32]>::default())).collect()
+                    };
+                    let zero = || (vec![0f32; patch * cout], vec![0f32; cout]);
+                    Ok(chunks
+                        .into_par_iter()
+                        .fold(zero, |(mut dw, mut db), (i, dxc)| {
+                            let first = i * CHUNK;
+                            let nb = CHUNK.min(nimg - first);
+                            let olen = g.out_len();
+                            // Scatter the pooled gradient onto the winners.
+                            let mut dz = vec![0f32; nb * zlen];
+                            let base = first * zlen;
+                            let span = first * olen..(first + nb) * olen;
+                            for (o, (&a, &gv)) in winners[span.clone()].iter().zip(&gr[span]).enumerate() {
+                                if a != u32::MAX {
+                                    dz[a as usize - base] = gv;
+                                    db[o % cout] += gv;
+                                }
+                            }
+                            let xc = &xs[first * g.in_len()..(first + nb) * g.in_len()];
+                            let mut col = vec![0f32; nb * rows * patch];
+                            g.im2col(xc, &mut col);
+                            // dW += colᵀ · dz
+                            gemm(
+                                (patch, cout, nb * rows),
+                                &mut dw,
+                                (cout, 1),
+                                true,
+                                &col,
+                                (1, patch),
+                                &dz,
+                                (cout, 1),
+                            );
+                            if need_dx {
+                                // dcol = dz · Wᵀ, reusing the im2col buffer.
+                                gemm(
+                                    (nb * rows, patch, cout),
+                                    &mut col,
+                                    (patch, 1),
+                                    false,
+                                    &dz,
+                                    (cout, 1),
+                                    wt,
+                                    (1, cout),
+                                );
+                                g.col2im(&col, dxc);
+                            }
+                            (dw, db)
+                        })
+                        .reduce(zero, |(mut a, mut b), (c, d)| {
+                            a.iter_mut().zip(&c).for_each(|(x, y)| *x += y);
+                            b.iter_mut().zip(&d).for_each(|(x, y)| *x += y);
+                            (a, b)
+                        }))
+                })
+            })
+        })?;
+        let dev = x.device();
+        let dx = if need_dx {
+            Some(Tensor::from_vec(dx, x.shape(), dev)?)
+        } else {
+            None
+        };
+        Ok((
+            dx,
+            Some(Tensor::from_vec(dw, w.shape(), dev)?),
+            Some(Tensor::from_vec(db, b.shape(), dev)?),
+        ))
+    }
+}
+
+/// The same block from candle's generic ops (any device): NHWC in, NHWC out.
+///
+/// The pooling is a max over a `[b, h/2, 2, w/2, 2, c]` view rather than candle's
+/// `max_pool2d`, whose backward pass in candle 0.11 multiplies the gradient by the fraction of
+/// window entries equal to the maximum instead of dividing by their count (a quarter of the true
+/// gradient for a unique maximum).
+pub fn candle_block(g: ConvGeom, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (top, bottom) = same_padding(g.h, g.k, 1);
+    let (left, right) = same_padding(g.w, g.k, 1);
+    let x = x.permute((0, 3, 1, 2))?; // NCHW
+    let x = x.pad_with_zeros(2, top, bottom)?.pad_with_zeros(3, left, right)?;
+    // HWIO [k*k*cin, cout] -> OIHW
+    let kernel = w
+        .reshape((g.k, g.k, g.cin, g.cout))?
+        .permute((3, 2, 0, 1))?
+        .contiguous()?;
+    let z = x.contiguous()?.conv2d(&kernel, 0, 1, 1, 1)?;
+    let z = z.broadcast_add(&b.reshape((1, g.cout, 1, 1))?)?.relu()?;
+    let (ph, pw) = (g.ph(), g.pw());
+    let z = z.permute((0, 2, 3, 1))?.narrow(1, 0, 2 * ph)?.narrow(2, 0, 2 * pw)?;
+    let n = z.dim(0)?;
+    z.contiguous()?
+        .reshape((n, ph, 2, pw, 2, g.cout))?
+        .max(4)?
+        .max(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use rand::{Rng, SeedableRng};
+
+    /// Tolerance between the fused op and candle's composite (different summation orders).
+    const FUSED_VS_CANDLE: f32 = 1e-4;
+
+    #[test]
+    fn keras_same_padding() {
+        // 5x5 on 28: two on each side.
+        assert_eq!(same_padding(28, 5, 1), (2, 2));
+        // 2x2 on 14: Keras pads bottom/right by one, nothing before.
+        assert_eq!(same_padding(14, 2, 1), (0, 1));
+        assert_eq!(same_padding(7, 3, 1), (1, 1));
+        assert_eq!(same_padding(7, 4, 1), (1, 2));
+        // Stride 2 on an odd input (TensorFlow's rule: out = ceil(in / stride)).
+        assert_eq!(same_padding(7, 3, 2), (1, 1));
+        assert_eq!(same_padding(8, 3, 2), (0, 1));
+        assert_eq!(same_padding(5, 1, 1), (0, 0));
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
+        d.max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    fn random(shape: &[usize], scale: f32, rng: &mut impl Rng) -> Tensor {
+        let n = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// The fused op against candle's conv2d/relu/max_pool2d: values and all three gradients,
+    /// for both blocks of the model (odd batch size to exercise a partial chunk).
+    #[test]
+    fn fused_block_matches_candle_ops() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for g in [
+            ConvGeom { h: 28, w: 28, cin: 1, k: 5, cout: 8 },
+            ConvGeom { h: 14, w: 14, cin: 6, k: 2, cout: 5 },
+            ConvGeom { h: 7, w: 9, cin: 3, k: 3, cout: 4 },
+        ] {
+            let x = Var::from_tensor(&random(&[CHUNK + 3, g.h, g.w, g.cin], 1.0, &mut rng)).unwrap();
+            let w = Var::from_tensor(&random(&[g.patch(), g.cout], 0.5, &mut rng)).unwrap();
+            let b = Var::from_tensor(&random(&[g.cout], 0.1, &mut rng)).unwrap();
+            let upstream = random(&[CHUNK + 3, g.ph(), g.pw(), g.cout], 1.0, &mut rng);
+
+            let fused = ConvBlock::forward(g, &x, &w, &b, true).unwrap();
+            let reference = candle_block(g, &x, &w, &b).unwrap();
+            assert_eq!(fused.dims(), reference.dims());
+            assert!(max_abs_diff(&fused, &reference) < FUSED_VS_CANDLE, "{g:?}");
+
+            let gf = (fused * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+            let gr = (reference * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+            for (name, v) in [("x", &x), ("w", &w), ("b", &b)] {
+                let (a, c) = (gf.get(v).unwrap(), gr.get(v).unwrap());
+                let scale = 1.0 + c.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+                assert!(max_abs_diff(a, c) < FUSED_VS_CANDLE * scale, "{g:?} d{name}");
+            }
+        }
+    }
+
+    /// The input gradient is skipped for data that autograd does not track.
+    #[test]
+    fn no_input_gradient_for_data() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let g = ConvGeom { h: 8, w: 8, cin: 1, k: 5, cout: 3 };
+        let x = random(&[2, 8, 8, 1], 1.0, &mut rng);
+        let w = Var::from_tensor(&random(&[g.patch(), g.cout], 0.5, &mut rng)).unwrap();
+        let b = Var::from_tensor(&random(&[g.cout], 0.1, &mut rng)).unwrap();
+        let grads = ConvBlock::forward(g, &x, &w, &b, true)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(grads.get(&x).is_none());
+        assert!(grads.get(&w).is_some());
+    }
+
+    /// The input and weight gradients against central finite differences of the fused forward.
+    #[test]
+    fn gradients_match_finite_differences() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let g = ConvGeom { h: 6, w: 6, cin: 2, k: 2, cout: 3 };
+        let x0: Vec<f32> = (0..72).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let w0: Vec<f32> = (0..g.patch() * 3).map(|_| rng.random_range(-0.5..0.5)).collect();
+        let up = random(&[1, 3, 3, 3], 1.0, &mut rng);
+        let b = Tensor::new(&[0.05f32, -0.02, 0.0], &Device::Cpu).unwrap();
+        let loss = |x: &Tensor, w: &Tensor| {
+            (ConvBlock::forward(g, x, w, &b, true).unwrap() * &up).unwrap().sum_all().unwrap()
+        };
+        let x = Var::from_tensor(&Tensor::from_vec(x0.clone(), (1, 6, 6, 2), &Device::Cpu).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::from_vec(w0.clone(), (g.patch(), 3), &Device::Cpu).unwrap()).unwrap();
+        let grads = loss(&x, &w).backward().unwrap();
+        let dx = grads.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let dw = grads.get(&w).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let h = 2e-3f32;
+        let eval = |xv: &[f32], wv: &[f32]| {
+            let x = Tensor::from_vec(xv.to_vec(), (1, 6, 6, 2), &Device::Cpu).unwrap();
+            let w = Tensor::from_vec(wv.to_vec(), (g.patch(), 3), &Device::Cpu).unwrap();
+            loss(&x, &w).to_scalar::<f32>().unwrap()
+        };
+        let f0 = eval(&x0, &w0);
+        // The block is piecewise linear: where both one-sided differences agree no kink (ReLU
+        // or pooling switch) lies within the step, and the central difference is exact up to
+        // f32 rounding. Points next to a kink are skipped, and must be few.
+        const FD: f32 = 3e-3;
+        let mut checked = 0;
+        let mut check = |plus: f32, minus: f32, analytic: f32, what: String| {
+            let (right, left) = ((plus - f0) / h, (f0 - minus) / h);
+            if (right - left).abs() < FD {
+                checked += 1;
+                let central = (plus - minus) / (2.0 * h);
+                assert!((central - analytic).abs() < FD, "{what}: {central} vs {analytic}");
+            }
+        };
+        for i in 0..x0.len() {
+            let (mut p, mut m) = (x0.clone(), x0.clone());
+            p[i] += h;
+            m[i] -= h;
+            check(eval(&p, &w0), eval(&m, &w0), dx[i], format!("dx[{i}]"));
+        }
+        for i in 0..w0.len() {
+            let (mut p, mut m) = (w0.clone(), w0.clone());
+            p[i] += h;
+            m[i] -= h;
+            check(eval(&x0, &p), eval(&x0, &m), dw[i], format!("dw[{i}]"));
+        }
+        assert!(checked > (x0.len() + w0.len()) * 9 / 10, "only {checked} points away from kinks");
+    }
+}

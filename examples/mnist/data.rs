@@ -1,0 +1,796 @@
+//! The four IDX files of MNIST (or Fashion-MNIST): finding, validating, reading, downloading.
+//!
+//! IDX is big-endian: a magic number `0x0000_08NN` (`08` = unsigned bytes, `NN` = number of
+//! dimensions), one `u32` per dimension, then the bytes. Images are `0x803` with dimensions
+//! `count × 28 × 28`, labels `0x801` with dimension `count`. Every file may be gzip-compressed
+//! (detected by its first two bytes, whatever its name).
+//!
+//! Every check names the file that failed it; no input makes the reader panic.
+
+use std::fmt;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+/// Largest decompressed IDX file accepted (the real training images are 47,040,016 bytes).
+const MAX_IDX_BYTES: u64 = 256 << 20;
+/// Largest download accepted.
+const MAX_DOWNLOAD_BYTES: u64 = 128 << 20;
+/// Magic number of an IDX file of unsigned bytes with three dimensions (images).
+const IMAGES_MAGIC: u32 = 0x0000_0803;
+/// Magic number of an IDX file of unsigned bytes with one dimension (labels).
+const LABELS_MAGIC: u32 = 0x0000_0801;
+/// Number of classes: labels must lie in `0..CLASSES`.
+pub const CLASSES: usize = 10;
+/// Image side in pixels.
+pub const SIDE: usize = 28;
+
+/// What went wrong with the data, always naming the file concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file starts like gzip but does not decompress.
+    #[error("{path} is not valid gzip: {source}")]
+    Gzip {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file decompresses to more than [`MAX_IDX_BYTES`].
+    #[error("{path} is larger than {limit} bytes once decompressed: not an MNIST IDX file")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The magic number is not the expected one.
+    #[error("{path}: magic number {found:#010x}, expected {expected:#010x} ({what})")]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+        /// What was read.
+        found: u32,
+        /// What an IDX file of this kind starts with.
+        expected: u32,
+        /// Which kind of file was expected.
+        what: &'static str,
+    },
+    /// The file is shorter or longer than its header says.
+    #[error("{path}: {found} bytes, but its header announces {expected} (truncated or corrupt)")]
+    Size {
+        /// The file.
+        path: PathBuf,
+        /// Bytes the header implies.
+        expected: u64,
+        /// Bytes present.
+        found: u64,
+    },
+    /// The image dimensions are not 28 × 28.
+    #[error("{path}: images are {rows}x{cols}, expected {SIDE}x{SIDE}")]
+    BadDims {
+        /// The file.
+        path: PathBuf,
+        /// Rows per image.
+        rows: u32,
+        /// Columns per image.
+        cols: u32,
+    },
+    /// Images and labels disagree on the number of examples (or there are none).
+    #[error("{images} holds {n_images} images but {labels} holds {n_labels} labels")]
+    CountMismatch {
+        /// The images file.
+        images: PathBuf,
+        /// The labels file.
+        labels: PathBuf,
+        /// Number of images.
+        n_images: usize,
+        /// Number of labels.
+        n_labels: usize,
+    },
+    /// The split is empty.
+    #[error("{path} holds no examples")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A label is not a digit class.
+    #[error("{path}: label {label} at index {index} is outside 0..{CLASSES}")]
+    LabelOutOfRange {
+        /// The file.
+        path: PathBuf,
+        /// Position of the bad label.
+        index: usize,
+        /// Its value.
+        label: u8,
+    },
+    /// Files are missing and could not be downloaded.
+    #[error("{}", missing_message(.dir, .files, .reason))]
+    Missing {
+        /// The data directory searched.
+        dir: PathBuf,
+        /// The files not found there.
+        files: Vec<String>,
+        /// Why the download did not help.
+        reason: String,
+    },
+    /// A download failed.
+    #[error("download of {url} failed: {reason}")]
+    Download {
+        /// The address.
+        url: String,
+        /// The cause.
+        reason: String,
+    },
+    /// A downloaded file does not have the published SHA-256.
+    #[error("{url}: SHA-256 {found} matches no published digest of {file}; file rejected")]
+    Checksum {
+        /// The address.
+        url: String,
+        /// The file name.
+        file: String,
+        /// Digest of what arrived (of the decompressed content).
+        found: String,
+    },
+}
+
+fn missing_message(dir: &Path, files: &[String], reason: &str) -> String {
+    let list: Vec<String> = files
+        .iter()
+        .map(|f| format!("  {}/{f}  (or {f}.gz)", dir.display()))
+        .collect();
+    format!(
+        "missing data files ({reason}). Put these files there (raw or gzip):\n{}\n\
+         or point --data-dir / $MNIST_DIR at a folder holding them, or pass --mirror URL",
+        list.join("\n")
+    )
+}
+
+/// Which data set: both use the same four file names and the same format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// Handwritten digits (LeCun, Cortes, Burges).
+    Mnist,
+    /// Zalando's article images (Xiao, Rasul, Vollgraf), a drop-in replacement.
+    FashionMnist,
+}
+
+impl fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Mnist => "mnist",
+            Self::FashionMnist => "fashion-mnist",
+        })
+    }
+}
+
+/// Published digests of one file: of its decompressed content, or of one known gzip archive.
+#[derive(Debug, Clone)]
+pub struct KnownFile {
+    /// File name without `.gz`.
+    pub name: &'static str,
+    /// SHA-256 of the decompressed IDX content (independent of how it was compressed).
+    pub raw_sha256: Option<&'static str>,
+    /// SHA-256 of the archive as the default mirror serves it.
+    pub gz_sha256: Option<&'static str>,
+}
+
+/// The four file names, in the order train images, train labels, test images, test labels.
+pub const FILE_NAMES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
+
+impl DatasetKind {
+    /// The default mirror (a folder URL holding the four `.gz` files).
+    pub fn default_mirror(self) -> &'static str {
+        match self {
+            Self::Mnist => "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            Self::FashionMnist => "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        }
+    }
+
+    /// The published digests of the four files.
+    pub fn known_files(self) -> [KnownFile; 4] {
+        let f = |name, raw, gz| KnownFile {
+            name,
+            raw_sha256: raw,
+            gz_sha256: gz,
+        };
+        match self {
+            // Digests of the decompressed originals: every re-compressed mirror serves the same.
+            Self::Mnist => [
+                f(
+                    FILE_NAMES[0],
+                    Some("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+                    None,
+                ),
+                f(
+                    FILE_NAMES[1],
+                    Some("65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+                    None,
+                ),
+                f(
+                    FILE_NAMES[2],
+                    Some("0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+                    None,
+                ),
+                f(
+                    FILE_NAMES[3],
+                    Some("ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+                    None,
+                ),
+            ],
+            // Digests of the archives Zalando publishes.
+            Self::FashionMnist => [
+                f(
+                    FILE_NAMES[0],
+                    None,
+                    Some("08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc"),
+                ),
+                f(
+                    FILE_NAMES[1],
+                    None,
+                    Some("b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc"),
+                ),
+                f(
+                    FILE_NAMES[2],
+                    None,
+                    Some("78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229"),
+                ),
+                f(
+                    FILE_NAMES[3],
+                    None,
+                    Some("42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf"),
+                ),
+            ],
+        }
+    }
+}
+
+/// One split: `len()` images of 28 × 28 bytes (row-major) and their labels.
+#[derive(Debug, Clone)]
+pub struct Split {
+    /// Pixels, `len() * 784` bytes.
+    pub images: Vec<u8>,
+    /// Labels in `0..10`.
+    pub labels: Vec<u8>,
+}
+
+impl Split {
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// The examples `range` as a new split.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Split {
+        let px = SIDE * SIDE;
+        Split {
+            images: self.images[range.start * px..range.end * px].to_vec(),
+            labels: self.labels[range].to_vec(),
+        }
+    }
+}
+
+/// Training and test splits.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// The 60,000 training examples.
+    pub train: Split,
+    /// The 10,000 test examples.
+    pub test: Split,
+}
+
+/// Reads a whole file, decompressing it when it starts with the gzip magic bytes.
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+    let bytes = fs::read(path).map_err(|source| DataError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    decompress_if_gz(path, bytes)
+}
+
+fn decompress_if_gz(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, DataError> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(bytes);
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes.as_slice())
+        .take(MAX_IDX_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|source| DataError::Gzip {
+            path: path.to_owned(),
+            source,
+        })?;
+    if out.len() as u64 > MAX_IDX_BYTES {
+        return Err(DataError::TooLarge {
+            path: path.to_owned(),
+            limit: MAX_IDX_BYTES,
+        });
+    }
+    Ok(out)
+}
+
+/// Reads the header of an IDX file: checks the magic number, returns the dimensions and body.
+fn idx_body<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    magic: u32,
+    what: &'static str,
+) -> Result<(Vec<u32>, &'a [u8]), DataError> {
+    let ndim = (magic & 0xff) as usize;
+    let header = 4 + 4 * ndim;
+    let word = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    if bytes.len() < 4 {
+        return Err(DataError::Size {
+            path: path.to_owned(),
+            expected: header as u64,
+            found: bytes.len() as u64,
+        });
+    }
+    let found = word(0);
+    if found != magic {
+        return Err(DataError::BadMagic {
+            path: path.to_owned(),
+            found,
+            expected: magic,
+            what,
+        });
+    }
+    if bytes.len() < header {
+        return Err(DataError::Size {
+            path: path.to_owned(),
+            expected: header as u64,
+            found: bytes.len() as u64,
+        });
+    }
+    let dims: Vec<u32> = (0..ndim).map(|d| word(4 + 4 * d)).collect();
+    // u128: three u32 dimensions cannot overflow it.
+    let body_len: u128 = dims.iter().map(|&d| u128::from(d)).product();
+    let expected = header as u128 + body_len;
+    if bytes.len() as u128 != expected {
+        return Err(DataError::Size {
+            path: path.to_owned(),
+            expected: u64::try_from(expected).unwrap_or(u64::MAX),
+            found: bytes.len() as u64,
+        });
+    }
+    Ok((dims, &bytes[header..]))
+}
+
+/// Parses an images file (already decompressed); `path` only names it in errors.
+pub fn parse_images(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
+    let (dims, body) = idx_body(path, bytes, IMAGES_MAGIC, "IDX images, 3 dimensions")?;
+    let (rows, cols) = (dims[1], dims[2]);
+    if rows as usize != SIDE || cols as usize != SIDE {
+        return Err(DataError::BadDims {
+            path: path.to_owned(),
+            rows,
+            cols,
+        });
+    }
+    if dims[0] == 0 {
+        return Err(DataError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(body.to_vec())
+}
+
+/// Parses a labels file (already decompressed); `path` only names it in errors.
+pub fn parse_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
+    let (dims, body) = idx_body(path, bytes, LABELS_MAGIC, "IDX labels, 1 dimension")?;
+    if dims[0] == 0 {
+        return Err(DataError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    if let Some((index, &label)) = body
+        .iter()
+        .enumerate()
+        .find(|&(_, &l)| usize::from(l) >= CLASSES)
+    {
+        return Err(DataError::LabelOutOfRange {
+            path: path.to_owned(),
+            index,
+            label,
+        });
+    }
+    Ok(body.to_vec())
+}
+
+/// Reads and cross-checks an images file and its labels file.
+pub fn load_split(images_path: &Path, labels_path: &Path) -> Result<Split, DataError> {
+    let images = parse_images(images_path, &read_maybe_gz(images_path)?)?;
+    let labels = parse_labels(labels_path, &read_maybe_gz(labels_path)?)?;
+    let n_images = images.len() / (SIDE * SIDE);
+    if n_images != labels.len() {
+        return Err(DataError::CountMismatch {
+            images: images_path.to_owned(),
+            labels: labels_path.to_owned(),
+            n_images,
+            n_labels: labels.len(),
+        });
+    }
+    Ok(Split { images, labels })
+}
+
+/// The path of `name` in `dir`: the raw file if present, else `name.gz`, else `None`.
+pub fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    [dir.join(name), dir.join(format!("{name}.gz"))]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// The data folder: `--data-dir`, else `$MNIST_DIR`, else `data/<dataset>`.
+pub fn data_dir(explicit: Option<&Path>, kind: DatasetKind) -> PathBuf {
+    explicit
+        .map(Path::to_owned)
+        .or_else(|| std::env::var_os("MNIST_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data").join(kind.to_string()))
+}
+
+/// Loads the data set from `dir`; missing files are downloaded from `mirror` when it is `Some`.
+pub fn load(dir: &Path, kind: DatasetKind, mirror: Option<&str>) -> Result<Dataset, DataError> {
+    let missing: Vec<String> = FILE_NAMES
+        .iter()
+        .filter(|n| find_file(dir, n).is_none())
+        .map(|n| n.to_string())
+        .collect();
+    if !missing.is_empty() {
+        let Some(mirror) = mirror else {
+            return Err(DataError::Missing {
+                dir: dir.to_owned(),
+                files: missing,
+                reason: "downloads are off".into(),
+            });
+        };
+        let known = kind.known_files();
+        for name in &missing {
+            let file = known
+                .iter()
+                .find(|k| k.name == name.as_str())
+                .expect("every missing name is one of the four known files");
+            eprintln!("downloading {name}.gz from {mirror}");
+            download(mirror, file, dir).map_err(|e| DataError::Missing {
+                dir: dir.to_owned(),
+                files: missing.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+    }
+    let path = |i: usize| find_file(dir, FILE_NAMES[i]).expect("present or downloaded above");
+    Ok(Dataset {
+        train: load_split(&path(0), &path(1))?,
+        test: load_split(&path(2), &path(3))?,
+    })
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Downloads `<mirror>/<name>.gz` into `dir`, checks its SHA-256 against `file`'s published
+/// digests (of the archive, or of the decompressed content), and renames it into place
+/// atomically. Returns the final path. A file that matches no digest is deleted and rejected.
+pub fn download(mirror: &str, file: &KnownFile, dir: &Path) -> Result<PathBuf, DataError> {
+    let url = format!("{}/{}.gz", mirror.trim_end_matches('/'), file.name);
+    let failed = |reason: String| DataError::Download {
+        url: url.clone(),
+        reason,
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(300)))
+        .build()
+        .into();
+    let mut response = agent.get(&url).call().map_err(|e| failed(e.to_string()))?;
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_DOWNLOAD_BYTES)
+        .read_to_vec()
+        .map_err(|e| failed(e.to_string()))?;
+
+    let gz_digest = hex(&Sha256::digest(&body));
+    let gz_ok = file.gz_sha256 == Some(gz_digest.as_str());
+    let raw_digest = if gz_ok {
+        None
+    } else {
+        let raw = decompress_if_gz(Path::new(&url), body.clone()).map_err(|e| failed(e.to_string()))?;
+        Some(hex(&Sha256::digest(&raw)))
+    };
+    let raw_ok = raw_digest.is_some() && file.raw_sha256 == raw_digest.as_deref();
+    if !gz_ok && !raw_ok {
+        return Err(DataError::Checksum {
+            url,
+            file: file.name.to_string(),
+            found: raw_digest.unwrap_or(gz_digest),
+        });
+    }
+
+    let io = |path: &Path, source| DataError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let target = dir.join(format!("{}.gz", file.name));
+    let part = dir.join(format!(".{}.gz.part-{}", file.name, std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::File::create(&part)?;
+        f.write_all(&body)?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_file(&part);
+        return Err(io(&part, e));
+    }
+    fs::rename(&part, &target).map_err(|e| {
+        let _ = fs::remove_file(&part);
+        io(&target, e)
+    })?;
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn idx(magic: u32, dims: &[u32], body: &[u8]) -> Vec<u8> {
+        let mut v = magic.to_be_bytes().to_vec();
+        for d in dims {
+            v.extend_from_slice(&d.to_be_bytes());
+        }
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn p() -> &'static Path {
+        Path::new("some/file-idx3-ubyte")
+    }
+
+    #[test]
+    fn good_files_parse() {
+        let images = idx(IMAGES_MAGIC, &[2, 28, 28], &[7; 2 * 784]);
+        assert_eq!(parse_images(p(), &images).unwrap().len(), 2 * 784);
+        let labels = idx(LABELS_MAGIC, &[3], &[0, 9, 4]);
+        assert_eq!(parse_labels(p(), &labels).unwrap(), vec![0, 9, 4]);
+    }
+
+    #[test]
+    fn truncated_files_are_rejected_at_every_length() {
+        let images = idx(IMAGES_MAGIC, &[2, 28, 28], &[7; 2 * 784]);
+        for len in 0..images.len() {
+            let err = parse_images(p(), &images[..len]).unwrap_err();
+            assert!(
+                matches!(err, DataError::Size { .. }),
+                "length {len}: {err}"
+            );
+            assert!(err.to_string().contains("some/file-idx3-ubyte"), "{err}");
+        }
+        let labels = idx(LABELS_MAGIC, &[3], &[1, 2, 3]);
+        for len in 0..labels.len() {
+            assert!(parse_labels(p(), &labels[..len]).is_err());
+        }
+    }
+
+    #[test]
+    fn wrong_magic_is_named() {
+        let labels = idx(LABELS_MAGIC, &[3], &[1, 2, 3]);
+        let err = parse_images(p(), &labels).unwrap_err();
+        assert!(matches!(err, DataError::BadMagic { found: LABELS_MAGIC, .. }), "{err}");
+        let images = idx(IMAGES_MAGIC, &[1, 28, 28], &[0; 784]);
+        assert!(matches!(
+            parse_labels(p(), &images).unwrap_err(),
+            DataError::BadMagic { .. }
+        ));
+    }
+
+    #[test]
+    fn wrong_counts_dims_and_labels_are_rejected() {
+        // Header says 3 images, body holds 2.
+        let short = idx(IMAGES_MAGIC, &[3, 28, 28], &[0; 2 * 784]);
+        assert!(matches!(parse_images(p(), &short), Err(DataError::Size { .. })));
+        // Trailing garbage.
+        let long = idx(LABELS_MAGIC, &[2], &[1, 2, 3]);
+        assert!(matches!(parse_labels(p(), &long), Err(DataError::Size { .. })));
+        // 32 x 32 images.
+        let big = idx(IMAGES_MAGIC, &[1, 32, 32], &[0; 1024]);
+        assert!(matches!(
+            parse_images(p(), &big),
+            Err(DataError::BadDims { rows: 32, cols: 32, .. })
+        ));
+        // Label 10.
+        let bad = idx(LABELS_MAGIC, &[3], &[1, 10, 3]);
+        assert!(matches!(
+            parse_labels(p(), &bad),
+            Err(DataError::LabelOutOfRange { index: 1, label: 10, .. })
+        ));
+        // Empty split.
+        assert!(matches!(
+            parse_labels(p(), &idx(LABELS_MAGIC, &[0], &[])),
+            Err(DataError::Empty { .. })
+        ));
+        // Huge announced dimensions do not allocate or overflow.
+        let huge = idx(IMAGES_MAGIC, &[u32::MAX, u32::MAX, u32::MAX], &[]);
+        assert!(parse_images(p(), &huge).is_err());
+    }
+
+    #[test]
+    fn images_and_labels_must_agree() {
+        let dir = std::env::temp_dir().join(format!("polyact-mnist-count-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let (ip, lp) = (dir.join("img"), dir.join("lab"));
+        fs::write(&ip, idx(IMAGES_MAGIC, &[2, 28, 28], &[0; 2 * 784])).unwrap();
+        fs::write(&lp, idx(LABELS_MAGIC, &[3], &[1, 2, 3])).unwrap();
+        let err = load_split(&ip, &lp).unwrap_err();
+        assert!(
+            matches!(err, DataError::CountMismatch { n_images: 2, n_labels: 3, .. }),
+            "{err}"
+        );
+        // Gzip is detected by content.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&idx(LABELS_MAGIC, &[2], &[5, 6])).unwrap();
+        fs::write(&lp, gz.finish().unwrap()).unwrap();
+        let split = load_split(&ip, &lp).unwrap();
+        assert_eq!(split.labels, vec![5, 6]);
+        // A corrupt gzip stream is an error naming the file.
+        fs::write(&lp, [0x1f, 0x8b, 8, 0, 1, 2, 3]).unwrap();
+        let err = load_split(&ip, &lp).unwrap_err();
+        assert!(matches!(err, DataError::Gzip { .. }), "{err}");
+        assert!(err.to_string().contains("lab"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn random_bytes_are_errors_never_panics() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for round in 0..2000 {
+            let len = rng.random_range(0..64usize);
+            let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            // Half the time keep a valid magic so the deeper checks run too.
+            if round % 2 == 0 && len >= 4 {
+                let magic = if round % 4 == 0 { IMAGES_MAGIC } else { LABELS_MAGIC };
+                bytes[..4].copy_from_slice(&magic.to_be_bytes());
+            }
+            let _ = parse_images(p(), &bytes);
+            let _ = parse_labels(p(), &bytes);
+            let _ = decompress_if_gz(p(), [&[0x1f, 0x8b][..], &bytes].concat());
+        }
+        // A random labels file of plausible header is accepted only when every label is a digit.
+        let bytes = idx(LABELS_MAGIC, &[64], &[200; 64]);
+        assert!(parse_labels(p(), &bytes).is_err());
+    }
+
+    #[test]
+    fn missing_files_say_where_to_put_them() {
+        let dir = std::env::temp_dir().join(format!("polyact-mnist-none-{}", std::process::id()));
+        let err = load(&dir, DatasetKind::Mnist, None).unwrap_err();
+        let text = err.to_string();
+        for name in FILE_NAMES {
+            assert!(text.contains(name), "{text}");
+        }
+        assert!(text.contains("--data-dir"), "{text}");
+    }
+
+    /// A tiny HTTP/1.1 server on 127.0.0.1 serving `files` for at most `requests` connections
+    /// (each read bounded by a timeout), answering 404 for other paths.
+    fn serve(files: Vec<(String, Vec<u8>)>, requests: usize) -> (String, std::thread::JoinHandle<()>) {
+        use std::io::BufRead;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/mirror/", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            for stream in listener.incoming().take(requests) {
+                let Ok(mut stream) = stream else { continue };
+                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                // Drain the headers.
+                let mut line = String::new();
+                while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
+                    line.clear();
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+                let found = files.iter().find(|(name, _)| path == format!("/mirror/{name}"));
+                let (status, body) = match found {
+                    Some((_, body)) => ("200 OK", body.clone()),
+                    None => ("404 Not Found", b"not here".to_vec()),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        (url, handle)
+    }
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn download_accepts_good_files_and_rejects_corrupted_ones() {
+        let labels = idx(LABELS_MAGIC, &[4], &[3, 1, 4, 1]);
+        let raw_digest: &'static str = Box::leak(hex(&Sha256::digest(&labels)).into_boxed_str());
+        let good = gz(&labels);
+        let gz_digest: &'static str = Box::leak(hex(&Sha256::digest(&good)).into_boxed_str());
+        let mut corrupted = labels.clone();
+        corrupted[9] = 7;
+        let files = vec![
+            ("good-by-raw.gz".to_string(), good.clone()),
+            ("good-by-gz.gz".to_string(), good.clone()),
+            ("bad.gz".to_string(), gz(&corrupted)),
+        ];
+        let (url, server) = serve(files, 4);
+        let dir = std::env::temp_dir().join(format!("polyact-mnist-dl-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+
+        // Accepted by the digest of the decompressed content.
+        let by_raw = KnownFile { name: "good-by-raw", raw_sha256: Some(raw_digest), gz_sha256: None };
+        let path = download(&url, &by_raw, &dir).unwrap();
+        assert_eq!(path, dir.join("good-by-raw.gz"));
+        assert_eq!(parse_labels(&path, &read_maybe_gz(&path).unwrap()).unwrap(), vec![3, 1, 4, 1]);
+
+        // Accepted by the digest of the archive.
+        let by_gz = KnownFile { name: "good-by-gz", raw_sha256: None, gz_sha256: Some(gz_digest) };
+        assert!(download(&url, &by_gz, &dir).is_ok());
+
+        // One changed byte: rejected, and nothing is left behind.
+        let bad = KnownFile { name: "bad", raw_sha256: Some(raw_digest), gz_sha256: Some(gz_digest) };
+        let err = download(&url, &bad, &dir).unwrap_err();
+        assert!(matches!(err, DataError::Checksum { .. }), "{err}");
+        assert!(!dir.join("bad.gz").exists());
+
+        // Missing on the server: a download error naming the address.
+        let absent = KnownFile { name: "absent", raw_sha256: Some(raw_digest), gz_sha256: None };
+        let err = download(&url, &absent, &dir).unwrap_err();
+        assert!(matches!(err, DataError::Download { .. }) && err.to_string().contains("absent.gz"), "{err}");
+
+        server.join().unwrap();
+        let leftovers: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".part"))
+            .collect();
+        assert!(leftovers.is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The real files, when the shared copy is there: counts, label range and digests.
+    #[test]
+    fn real_mnist_matches_published_digests() {
+        let Some(dir) = crate::tests_support::shared_mnist() else {
+            return;
+        };
+        let data = load(&dir, DatasetKind::Mnist, None).unwrap();
+        assert_eq!(data.train.len(), 60_000);
+        assert_eq!(data.test.len(), 10_000);
+        for (name, known) in FILE_NAMES.iter().zip(DatasetKind::Mnist.known_files()) {
+            let raw = read_maybe_gz(&find_file(&dir, name).unwrap()).unwrap();
+            assert_eq!(Some(hex(&Sha256::digest(&raw)).as_str()), known.raw_sha256);
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The study's CNN (Keras semantics) with the activation under test in its 1000-unit dense layer.
+//!
+//! ```text
+//! Input 28x28x1 → Conv2D 32 5x5 'same' ReLU → MaxPool 2x2 → Conv2D 64 2x2 'same' ReLU
+//! → MaxPool 2x2 → Dropout 0.25 → Flatten 3136 → Dense 1000 (activation under test)
+//! → Dropout 0.5 → Dense 10 softmax
+//! ```
+//!
+//! Tensors are NHWC like Keras' `channels_last`, so the flatten order is Keras' too. Weights are
+//! Glorot-uniform and biases zero (Keras defaults), drawn from the run's seed.
+
+use candle_core::{DType, Device, Module, Result, Tensor, Var};
+use candle_nn::VarMap;
+use rand::Rng;
+use rand::rngs::StdRng;
+
+use crate::conv::{ConvBlock, ConvGeom, candle_block};
+use crate::spec::{ActKind, ActSpec};
+
+/// First convolution block: 28x28x1 → 32 filters 5x5 → 14x14x32.
+pub const CONV1: ConvGeom = ConvGeom { h: 28, w: 28, cin: 1, k: 5, cout: 32 };
+/// Second convolution block: 14x14x32 → 64 filters 2x2 → 7x7x64.
+pub const CONV2: ConvGeom = ConvGeom { h: 14, w: 14, cin: 32, k: 2, cout: 64 };
+/// Flattened features after the second block.
+pub const FLAT: usize = 7 * 7 * 64;
+/// Units of the hidden dense layer (the one with the activation under test).
+pub const HIDDEN: usize = 1000;
+/// Output classes.
+pub const CLASSES: usize = 10;
+/// Dropout rate after the convolutions.
+pub const DROPOUT_CONV: f32 = 0.25;
+/// Dropout rate after the hidden dense layer.
+pub const DROPOUT_DENSE: f32 = 0.5;
+
+/// Which implementation of the convolution blocks to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConvImpl {
+    /// The fused im2col + gemm op of `conv.rs` (CPU only).
+    Fused,
+    /// candle's own `conv2d` and `max_pool2d` (any device).
+    Candle,
+}
+
+/// The hidden layer's activation as a candle module: the exact activation (candle's own op
+/// where there is one), the study's polynomial as polyact's fused op, or a learnable polynomial
+/// whose coefficients join the model's variables.
+fn hidden_layer(spec: &ActSpec, varmap: &VarMap, device: &Device) -> anyhow::Result<Box<dyn Module>> {
+    Ok(match &spec.kind {
+        ActKind::Exact(exact) => Box::new(exact.layer()),
+        ActKind::Poly(poly) => Box::new(polyact::nn::PolyAct::new(poly)),
+        ActKind::Learn(poly) => {
+            let vb = candle_nn::VarBuilder::from_varmap(varmap, DType::F32, device);
+            Box::new(polyact::nn::LearnablePoly::new(poly, vb.pp("hidden_activation"))?)
+        }
+    })
+}
+
+/// Glorot-uniform values: `U(-l, l)` with `l = sqrt(6 / (fan_in + fan_out))`.
+fn glorot(n: usize, fan_in: usize, fan_out: usize, rng: &mut StdRng) -> Vec<f32> {
+    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+    (0..n).map(|_| rng.random_range(-limit..limit)).collect()
+}
+
+/// The network.
+pub struct Model {
+    conv1: (Var, Var),
+    conv2: (Var, Var),
+    dense1: (Var, Var),
+    dense2: (Var, Var),
+    hidden: Box<dyn Module>,
+    /// Every trainable variable, named.
+    pub varmap: VarMap,
+    conv: ConvImpl,
+    device: Device,
+}
+
+impl Model {
+    /// Builds the model with Glorot-uniform weights from `rng` and zero biases.
+    pub fn new(spec: &ActSpec, conv: ConvImpl, device: &Device, rng: &mut StdRng) -> anyhow::Result<Self> {
+        if conv == ConvImpl::Fused && !device.is_cpu() {
+            anyhow::bail!("the fused convolution runs on the CPU only; use --conv candle on {device:?}");
+        }
+        let varmap = VarMap::new();
+        let add = |name: &str, shape: &[usize], values: Vec<f32>| -> anyhow::Result<Var> {
+            let var = Var::from_tensor(&Tensor::from_vec(values, shape, device)?)?;
+            varmap.data().lock().expect("poisoned").insert(name.to_string(), var.clone());
+            Ok(var)
+        };
+        let kk = |g: ConvGeom| g.k * g.k;
+        let conv1 = (
+            add("conv2d.kernel", &[CONV1.patch(), CONV1.cout], glorot(CONV1.patch() * CONV1.cout, CONV1.patch(), kk(CONV1) * CONV1.cout, rng))?,
+            add("conv2d.bias", &[CONV1.cout], vec![0.0; CONV1.cout])?,
+        );
+        let conv2 = (
+            add("conv2d_1.kernel", &[CONV2.patch(), CONV2.cout], glorot(CONV2.patch() * CONV2.cout, CONV2.patch(), kk(CONV2) * CONV2.cout, rng))?,
+            add("conv2d_1.bias", &[CONV2.cout], vec![0.0; CONV2.cout])?,
+        );
+        let dense1 = (
+            add("dense.kernel", &[FLAT, HIDDEN], glorot(FLAT * HIDDEN, FLAT, HIDDEN, rng))?,
+            add("dense.bias", &[HIDDEN], vec![0.0; HIDDEN])?,
+        );
+        let dense2 = (
+            add("dense_1.kernel", &[HIDDEN, CLASSES], glorot(HIDDEN * CLASSES, HIDDEN, CLASSES, rng))?,
+            add("dense_1.bias", &[CLASSES], vec![0.0; CLASSES])?,
+        );
+        let hidden = hidden_layer(spec, &varmap, device)?;
+        Ok(Self { conv1, conv2, dense1, dense2, hidden, varmap, conv, device: device.clone() })
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Parameters of the study's network (the four layers with weights).
+    pub fn base_parameters(&self) -> usize {
+        [&self.conv1, &self.conv2, &self.dense1, &self.dense2]
+            .iter()
+            .map(|(w, b)| w.elem_count() + b.elem_count())
+            .sum()
+    }
+
+    /// All trainable parameters, including a learnable activation's coefficients.
+    pub fn parameters(&self) -> usize {
+        self.varmap.all_vars().iter().map(|v| v.elem_count()).sum()
+    }
+
+    fn block(&self, g: ConvGeom, x: &Tensor, (w, b): &(Var, Var), train: bool) -> Result<Tensor> {
+        match self.conv {
+            ConvImpl::Fused => ConvBlock::forward(g, x, w, b, train),
+            ConvImpl::Candle => candle_block(g, x, w, b),
+        }
+    }
+
+    /// Logits for a batch `x` of shape `[b, 28, 28, 1]` (pixels in [0, 1]).
+    ///
+    /// With `dropout = Some(rng)` the model is in training mode: dropout masks come from `rng`
+    /// (inverted dropout, as Keras). With `None` it is in inference mode and builds no graph
+    /// for the convolutions.
+    pub fn forward(&self, x: &Tensor, dropout: Option<&mut StdRng>) -> Result<Tensor> {
+        let train = dropout.is_some();
+        let h = self.block(CONV1, x, &self.conv1, train)?;
+        let h = self.block(CONV2, &h, &self.conv2, train)?;
+        let b = h.dim(0)?;
+        let mut h = h.reshape((b, FLAT))?;
+        let mut rng = dropout;
+        if let Some(rng) = rng.as_deref_mut() {
+            h = h.mul(&dropout_mask(&[b, FLAT], DROPOUT_CONV, rng, &self.device)?)?;
+        }
+        let h = h.matmul(&self.dense1.0)?.broadcast_add(&self.dense1.1)?;
+        let mut h = self.hidden.forward(&h)?;
+        if let Some(rng) = rng.as_deref_mut() {
+            h = h.mul(&dropout_mask(&[b, HIDDEN], DROPOUT_DENSE, rng, &self.device)?)?;
+        }
+        h.matmul(&self.dense2.0)?.broadcast_add(&self.dense2.1)
+    }
+
+    /// A Keras-style summary of the layers and their parameter counts.
+    pub fn summary(&self, activation: &str) -> String {
+        let rows: [(&str, String, usize); 10] = [
+            ("conv2d (Conv2D, relu)", "(None, 28, 28, 32)".into(), CONV1.params()),
+            ("max_pooling2d (MaxPooling2D)", "(None, 14, 14, 32)".into(), 0),
+            ("conv2d_1 (Conv2D, relu)", "(None, 14, 14, 64)".into(), CONV2.params()),
+            ("max_pooling2d_1 (MaxPooling2D)", "(None, 7, 7, 64)".into(), 0),
+            ("dropout (Dropout 0.25)", "(None, 7, 7, 64)".into(), 0),
+            ("flatten (Flatten)", "(None, 3136)".into(), 0),
+            ("dense (Dense)", "(None, 1000)".into(), FLAT * HIDDEN + HIDDEN),
+            ("activation (Activation)", format!("(None, 1000)  {activation}"), self.parameters() - self.base_parameters()),
+            ("dropout_1 (Dropout 0.5)", "(None, 1000)".into(), 0),
+            ("dense_1 (Dense, softmax)", "(None, 10)".into(), HIDDEN * CLASSES + CLASSES),
+        ];
+        let line = "_".repeat(84);
+        let mut s = format!("Model: \"sequential\"\n{line}\n {:<34}{:<36}{:>12}\n{}\n", "Layer (type)", "Output Shape", "Param #", "=".repeat(84));
+        for (i, (name, shape, n)) in rows.iter().enumerate() {
+            s += &format!(" {name:<34}{shape:<36}{:>12}\n", group(*n));
+            if i + 1 < rows.len() {
+                s += "\n";
+            }
+        }
+        let total = self.parameters();
+        s += &format!(
+            "{}\nTotal params: {}\nTrainable params: {}\nNon-trainable params: 0\n{line}\n",
+            "=".repeat(84),
+            group(total),
+            group(total)
+        );
+        s
+    }
+}
+
+/// `1234567` → `1,234,567`.
+pub fn group(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Inverted-dropout mask: each entry `1 / (1 - rate)` with probability `1 - rate`, else 0.
+fn dropout_mask(shape: &[usize], rate: f32, rng: &mut StdRng, device: &Device) -> Result<Tensor> {
+    let keep = 1.0 - rate;
+    let scale = 1.0 / keep;
+    let n = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|_| if rng.random::<f32>() < keep { scale } else { 0.0 })
+        .collect();
+    Tensor::from_vec(v, shape, device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn spec(s: &str) -> ActSpec {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parameter_count_is_the_studys() {
+        let mut rng = StdRng::seed_from_u64(0);
+        let m = Model::new(&spec("relu"), ConvImpl::Fused, &Device::Cpu, &mut rng).unwrap();
+        assert_eq!(m.parameters(), 3_156_098);
+        assert_eq!(m.base_parameters(), 3_156_098);
+        let text = m.summary("relu");
+        assert!(text.contains("Total params: 3,156,098"), "{text}");
+        assert!(text.contains("3,137,000"), "{text}");
+        // A learnable degree-5 polynomial adds its six coefficients.
+        let m = Model::new(&spec("learn:m_sigmoid"), ConvImpl::Fused, &Device::Cpu, &mut rng).unwrap();
+        assert_eq!(m.parameters(), 3_156_098 + 6);
+    }
+
+    #[test]
+    fn glorot_limits_and_zero_biases() {
+        let mut rng = StdRng::seed_from_u64(0);
+        let m = Model::new(&spec("relu"), ConvImpl::Fused, &Device::Cpu, &mut rng).unwrap();
+        let max = |v: &Var| v.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let limit = (6.0f32 / (3136.0 + 1000.0)).sqrt();
+        assert!(max(&m.dense1.0) <= limit && max(&m.dense1.0) > 0.9 * limit);
+        let limit1 = (6.0f32 / (25.0 + 25.0 * 32.0)).sqrt();
+        assert!(max(&m.conv1.0) <= limit1 && max(&m.conv1.0) > 0.9 * limit1);
+        assert!(max(&m.dense1.1) < f32::EPSILON);
+    }
+
+    #[test]
+    fn fused_and_candle_convolutions_give_the_same_logits() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let x: Vec<f32> = (0..3 * 784).map(|_| rng.random()).collect();
+        let x = Tensor::from_vec(x, (3, 28, 28, 1), &Device::Cpu).unwrap();
+        let mut r1 = StdRng::seed_from_u64(5);
+        let mut m = Model::new(&spec("m_sigmoid"), ConvImpl::Fused, &Device::Cpu, &mut r1).unwrap();
+        let a = m.forward(&x, None).unwrap();
+        m.conv = ConvImpl::Candle;
+        let b = m.forward(&x, None).unwrap();
+        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-4);
+    }
+}

@@ -1,0 +1,171 @@
+//! The [`Activation`] trait and the built-in exact activations.
+//!
+//! Every activation is its own type, holding its own parameters, validated at construction.
+//! All of them are numerically stable in `f32` and `f64` for inputs of any magnitude
+//! (no overflow in `exp`), and map NaN to NaN.
+//!
+//! | type | f(x) | Taylor series at 0 |
+//! |---|---|---|
+//! | [`Sigmoid`] | 1 / (1 + e^-x) | yes |
+//! | [`Tanh`] | tanh x | yes |
+//! | [`Softplus`] | ln(1 + e^x) | yes |
+//! | [`Gelu`] | x/2 · (1 + erf(x/√2)) | yes |
+//! | [`Silu`] | x · sigmoid(x) | yes |
+//! | [`Mish`] | x · tanh(softplus(x)) | yes |
+//! | [`Softsign`] | x / (1 + \|x\|) | no (kink at 0) |
+//! | [`Relu`] | max(x, 0) | no (kink at 0) |
+//! | [`LeakyRelu`] | x if x > 0, αx otherwise | no (kink at 0) |
+//! | [`Elu`] | x if x > 0, α(e^x − 1) otherwise | no (kink at 0) |
+//! | [`Identity`] | x | yes |
+//! | [`Square`] | x² | yes |
+
+mod piecewise;
+mod simple;
+mod smooth;
+
+pub use piecewise::{Elu, LeakyRelu, Relu, Softsign};
+pub use simple::{Identity, Square};
+pub use smooth::{Gelu, Mish, Sigmoid, Silu, Softplus, Tanh};
+
+use crate::Float;
+
+/// The symbolic definition of an activation, in the syntax of the series engine
+/// (`x` is the variable; `exp`, `log`, `sqrt`, `erf`, `+ - * / ^` are understood).
+///
+/// ```
+/// use polyact::{Activation, Formula, Relu, Sigmoid};
+/// assert_eq!(Activation::<f64>::formula(&Sigmoid), Formula::Analytic("1/(1+exp(-x))".into()));
+/// assert!(matches!(Activation::<f64>::formula(&Relu), Formula::Piecewise { .. }));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Formula {
+    /// One expression in `x`, analytic on the whole real line.
+    Analytic(String),
+    /// Two analytic pieces meeting at `at`, where the function is not analytic:
+    /// `below` holds for `x < at`, `above` for `x > at`.
+    Piecewise {
+        /// Where the pieces meet.
+        at: f64,
+        /// The expression for `x < at`.
+        below: String,
+        /// The expression for `x > at`.
+        above: String,
+    },
+}
+
+/// A scalar activation function.
+///
+/// Implementors provide the value, the derivative, a name and a symbolic formula; slice and
+/// in-place evaluation are provided and may be overridden for speed. The trait is object safe:
+/// `Box<dyn Activation<f32>>` works.
+///
+/// # Conventions
+/// * [`derivative`](Activation::derivative) takes the **input** `x` and returns `f'(x)`.
+///   Output-based forms (`σ' = σ(1 − σ)`) have their own names on the types that offer them,
+///   such as [`Sigmoid::derivative_from_output`].
+/// * At a kink (relu at 0) the derivative is the left one, as in most frameworks.
+/// * Evaluation never fails: NaN in gives NaN out, and ±∞ give the function's limits.
+///
+/// ```
+/// use polyact::{Activation, Sigmoid, Tanh};
+/// let acts: Vec<Box<dyn Activation<f32>>> = vec![Box::new(Sigmoid), Box::new(Tanh)];
+/// let xs = [-1.0_f32, 0.0, 1.0];
+/// let mut out = [0.0_f32; 3];
+/// for act in &acts {
+///     act.eval_slice(&xs, &mut out);
+///     assert!((out[1] - act.eval(0.0)).abs() < 1e-7);
+/// }
+/// assert!((Sigmoid.eval(0.0_f64) - 0.5).abs() < 1e-15);
+/// assert!((Activation::<f64>::derivative(&Sigmoid, 0.0) - 0.25).abs() < 1e-15);
+/// ```
+pub trait Activation<T: Float>: Send + Sync {
+    /// A short lower-case name, e.g. `"sigmoid"`.
+    fn name(&self) -> &str;
+
+    /// The value `f(x)`.
+    fn eval(&self, x: T) -> T;
+
+    /// The derivative `f'(x)`, taking the input `x`.
+    fn derivative(&self, x: T) -> T;
+
+    /// The symbolic definition that the series engine expands.
+    fn formula(&self) -> Formula;
+
+    /// Writes `f(xs[i])` into `out[i]`.
+    ///
+    /// # Panics
+    /// Panics if `xs` and `out` differ in length.
+    fn eval_slice(&self, xs: &[T], out: &mut [T]) {
+        assert_eq!(xs.len(), out.len(), "eval_slice: input and output lengths differ");
+        for (o, &x) in out.iter_mut().zip(xs) {
+            *o = self.eval(x);
+        }
+    }
+
+    /// Replaces every `x` in `xs` by `f(x)`.
+    fn eval_in_place(&self, xs: &mut [T]) {
+        for x in xs.iter_mut() {
+            *x = self.eval(*x);
+        }
+    }
+
+    /// Writes `f'(xs[i])` into `out[i]`.
+    ///
+    /// # Panics
+    /// Panics if `xs` and `out` differ in length.
+    fn derivative_slice(&self, xs: &[T], out: &mut [T]) {
+        assert_eq!(xs.len(), out.len(), "derivative_slice: input and output lengths differ");
+        for (o, &x) in out.iter_mut().zip(xs) {
+            *o = self.derivative(x);
+        }
+    }
+}
+
+impl<T: Float, A: Activation<T> + ?Sized> Activation<T> for &A {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn eval(&self, x: T) -> T {
+        (**self).eval(x)
+    }
+    fn derivative(&self, x: T) -> T {
+        (**self).derivative(x)
+    }
+    fn formula(&self) -> Formula {
+        (**self).formula()
+    }
+    fn eval_slice(&self, xs: &[T], out: &mut [T]) {
+        (**self).eval_slice(xs, out)
+    }
+    fn eval_in_place(&self, xs: &mut [T]) {
+        (**self).eval_in_place(xs)
+    }
+    fn derivative_slice(&self, xs: &[T], out: &mut [T]) {
+        (**self).derivative_slice(xs, out)
+    }
+}
+
+impl<T: Float, A: Activation<T> + ?Sized> Activation<T> for Box<A> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn eval(&self, x: T) -> T {
+        (**self).eval(x)
+    }
+    fn derivative(&self, x: T) -> T {
+        (**self).derivative(x)
+    }
+    fn formula(&self) -> Formula {
+        (**self).formula()
+    }
+    fn eval_slice(&self, xs: &[T], out: &mut [T]) {
+        (**self).eval_slice(xs, out)
+    }
+    fn eval_in_place(&self, xs: &mut [T]) {
+        (**self).eval_in_place(xs)
+    }
+    fn derivative_slice(&self, xs: &[T], out: &mut [T]) {
+        (**self).derivative_slice(xs, out)
+    }
+}

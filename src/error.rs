@@ -1,0 +1,81 @@
+//! The crate's error type.
+
+/// Everything that can go wrong in polyact, as one typed, non-exhaustive enum.
+///
+/// Messages say what was wrong and what to do about it. Evaluation never fails (NaN in, NaN out);
+/// errors come from construction, symbolic derivation and fitting.
+///
+/// ```
+/// use polyact::{Elu, Error};
+/// let err = Elu::new(f64::NAN).unwrap_err();
+/// assert!(matches!(err, Error::InvalidParameter { parameter: "alpha", .. }));
+/// ```
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A constructor received a parameter outside its valid range.
+    #[error("invalid {parameter} = {value} for {activation}: {requirement}")]
+    InvalidParameter {
+        /// The activation being constructed.
+        activation: &'static str,
+        /// The parameter's name.
+        parameter: &'static str,
+        /// The value that was rejected.
+        value: f64,
+        /// What the value must satisfy.
+        requirement: &'static str,
+    },
+    /// A Taylor series was asked for at a point where the function is not analytic.
+    #[error(
+        "{function} is not analytic at x = {point}, so it has no Taylor series there; \
+         expand at another point, use softplus as the smooth stand-in for relu, \
+         or fit a polynomial on an interval (polyact::fit)"
+    )]
+    NotAnalytic {
+        /// The function's name.
+        function: String,
+        /// The expansion point.
+        point: f64,
+    },
+    /// A formula could not be parsed or understood by the series engine.
+    #[error("cannot use formula `{formula}`: {reason}")]
+    Parse {
+        /// The formula as given.
+        formula: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A requested polynomial degree is not supported by the operation.
+    #[error("degree {requested} is not supported here: {reason}")]
+    Degree {
+        /// The degree that was asked for.
+        requested: usize,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// An interval was empty, reversed or not finite.
+    #[error("invalid interval [{lo}, {hi}]: the ends must be finite with lo < hi")]
+    InvalidInterval {
+        /// Lower end.
+        lo: f64,
+        /// Upper end.
+        hi: f64,
+    },
+    /// A fitting method could not produce a polynomial.
+    #[error("{method} fit failed: {reason}")]
+    Fit {
+        /// The method (`"least squares"`, `"chebyshev"`, `"minimax"`).
+        method: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The symbolic engine failed for a reason other than the formula itself.
+    #[error("symbolic engine: {reason}")]
+    Symbolic {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// `Result` with polyact's [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

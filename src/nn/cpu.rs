@@ -1,0 +1,473 @@
+//! The CPU side of polyact's custom ops: dtype dispatch, strided gathering, and a parallel block
+//! loop that evaluates in `f32` (for `f32`, `f16` and `bf16` storage) or `f64`.
+//!
+//! A kernel sees blocks of at most [`BLOCK`] elements already converted to its compute type, in
+//! stack buffers it may overwrite; the driver splits the tensor into tasks of [`CHUNK`] elements
+//! run in parallel by rayon, and writes the output straight into fresh, uninitialised memory.
+
+use std::borrow::Cow;
+use std::mem::MaybeUninit;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, Layout, Result, WithDType};
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+use num_traits::Zero;
+
+use crate::{Activation, Float};
+
+/// Elements per parallel task: large enough to amortise scheduling, small enough to balance.
+pub(crate) const CHUNK: usize = 32 * 1024;
+/// Elements per block: the unit of dtype conversion for the half types (a few KiB of stack).
+pub(crate) const BLOCK: usize = 1024;
+/// Elements evaluated side by side in the kernels: enough independent chains to hide the
+/// latency of a fused multiply-add, and a multiple of every vector width.
+pub(crate) const LANES: usize = 32;
+
+/// A type kernels compute in: `f32` or `f64`.
+pub(crate) trait Compute: Float {
+    /// Picks this type's copy of a coefficient list kept in both precisions.
+    fn pick<'a>(single: &'a [f32], double: &'a [f64]) -> &'a [Self];
+    /// `Activation::eval_slice` in this precision.
+    fn eval<A: Activation<f32> + Activation<f64> + ?Sized>(a: &A, xs: &[Self], out: &mut [Self]);
+    /// `Activation::derivative_slice` in this precision.
+    fn derivative<A: Activation<f32> + Activation<f64> + ?Sized>(
+        a: &A,
+        xs: &[Self],
+        out: &mut [Self],
+    );
+}
+
+impl Compute for f32 {
+    fn pick<'a>(single: &'a [f32], _: &'a [f64]) -> &'a [f32] {
+        single
+    }
+    fn eval<A: Activation<f32> + Activation<f64> + ?Sized>(a: &A, xs: &[f32], out: &mut [f32]) {
+        Activation::<f32>::eval_slice(a, xs, out)
+    }
+    fn derivative<A: Activation<f32> + Activation<f64> + ?Sized>(
+        a: &A,
+        xs: &[f32],
+        out: &mut [f32],
+    ) {
+        Activation::<f32>::derivative_slice(a, xs, out)
+    }
+}
+
+impl Compute for f64 {
+    fn pick<'a>(_: &'a [f32], double: &'a [f64]) -> &'a [f64] {
+        double
+    }
+    fn eval<A: Activation<f32> + Activation<f64> + ?Sized>(a: &A, xs: &[f64], out: &mut [f64]) {
+        Activation::<f64>::eval_slice(a, xs, out)
+    }
+    fn derivative<A: Activation<f32> + Activation<f64> + ?Sized>(
+        a: &A,
+        xs: &[f64],
+        out: &mut [f64],
+    ) {
+        Activation::<f64>::derivative_slice(a, xs, out)
+    }
+}
+
+/// One Horner step `acc · x + c`: a fused multiply-add when `FMA` (the caller runs with
+/// hardware FMA), a multiply and an add otherwise (never a slow software FMA).
+#[inline(always)]
+pub(crate) fn step<C: Compute, const FMA: bool>(acc: C, x: C, c: C) -> C {
+    if FMA { acc.mul_add(x, c) } else { acc * x + c }
+}
+
+/// A storage element type and the type it is computed in.
+pub(crate) trait Elem: WithDType {
+    /// The compute type: `f32` for `f32`, `f16` and `bf16`; `f64` for `f64`.
+    type C: Compute;
+    /// A block in the compute type: `src` itself when the types agree, else converted into `buf`.
+    fn input<'a>(src: &'a [Self], buf: &'a mut [Self::C; BLOCK]) -> &'a [Self::C];
+    /// Lets `fill` write a block of results into `dst`: directly when the types agree, else
+    /// through `buf` and a conversion. `fill` must write every element it is given.
+    fn output(
+        dst: &mut [MaybeUninit<Self>],
+        buf: &mut [MaybeUninit<Self::C>; BLOCK],
+        fill: impl FnOnce(&mut [MaybeUninit<Self::C>]),
+    );
+}
+
+macro_rules! native_elem {
+    ($t:ty) => {
+        impl Elem for $t {
+            type C = $t;
+            #[inline(always)]
+            fn input<'a>(src: &'a [$t], _: &'a mut [$t; BLOCK]) -> &'a [$t] {
+                src
+            }
+            #[inline(always)]
+            fn output(
+                dst: &mut [MaybeUninit<$t>],
+                _: &mut [MaybeUninit<$t>; BLOCK],
+                fill: impl FnOnce(&mut [MaybeUninit<$t>]),
+            ) {
+                fill(dst)
+            }
+        }
+    };
+}
+native_elem!(f32);
+native_elem!(f64);
+
+macro_rules! half_elem {
+    ($t:ty) => {
+        impl Elem for $t {
+            type C = f32;
+            #[inline(always)]
+            fn input<'a>(src: &'a [$t], buf: &'a mut [f32; BLOCK]) -> &'a [f32] {
+                let buf = &mut buf[..src.len()];
+                src.convert_to_f32_slice(buf);
+                buf
+            }
+            #[inline(always)]
+            fn output(
+                dst: &mut [MaybeUninit<$t>],
+                buf: &mut [MaybeUninit<f32>; BLOCK],
+                fill: impl FnOnce(&mut [MaybeUninit<f32>]),
+            ) {
+                let n = dst.len();
+                fill(&mut buf[..n]);
+                // SAFETY: `fill` initialised the first `n` elements, and `MaybeUninit<f32>` has
+                // the layout of `f32`.
+                let computed = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<f32>(), n) };
+                let mut converted = [<$t>::ZERO; BLOCK];
+                converted[..n].convert_from_f32_slice(computed);
+                for (d, &s) in dst.iter_mut().zip(&converted[..n]) {
+                    d.write(s);
+                }
+            }
+        }
+    };
+}
+half_elem!(f16);
+half_elem!(bf16);
+
+/// An elementwise map of one tensor: `out = f(x)`.
+pub(crate) trait Map1: Sync {
+    /// Evaluates one block of at most `BLOCK` elements, writing every element of `out`.
+    fn block<C: Compute, const FMA: bool>(&self, x: &[C], out: &mut [MaybeUninit<C>]);
+}
+
+/// An elementwise map of two tensors of the same shape: `out = f(x, g)`.
+pub(crate) trait Map2: Sync {
+    /// Evaluates one block of at most `BLOCK` elements, writing every element of `out`.
+    fn block<C: Compute, const FMA: bool>(&self, x: &[C], g: &[C], out: &mut [MaybeUninit<C>]);
+}
+
+/// A reduction of two tensors of the same shape into a few `f64` sums.
+pub(crate) trait Reduce2: Sync {
+    /// The number of sums.
+    fn len(&self) -> usize;
+    /// Adds one block's contributions to `sums`; `lanes` is scratch space of `len()` rows.
+    fn block<C: Compute, const FMA: bool>(
+        &self,
+        x: &[C],
+        g: &[C],
+        lanes: &mut [[C; LANES]],
+        sums: &mut [f64],
+    );
+}
+
+/// Whether the CPU has the features the `FMA = true` kernels are compiled for.
+#[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
+fn has_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Defines `$name(args)`, which runs the `#[inline(always)]` generic `$body::<.., FMA>(args)`
+/// compiled for AVX2 + FMA when the CPU has them (detected at run time on x86-64, like
+/// `Polynomial`'s slice kernels), and with a separate multiply and add otherwise.
+macro_rules! fma_dispatch {
+    ($name:ident, $fma_name:ident, $body:ident, <$($g:ident: $b:path),*>, ($($arg:ident: $ty:ty),*) $(-> $ret:ty)?) => {
+        #[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
+        #[target_feature(enable = "avx2,fma")]
+        fn $fma_name<$($g: $b),*>($($arg: $ty),*) $(-> $ret)? {
+            $body::<$($g,)* true>($($arg),*)
+        }
+
+        fn $name<$($g: $b),*>($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
+            {
+                if has_fma() {
+                    // SAFETY: the CPU supports every feature the function is compiled for.
+                    unsafe { $fma_name::<$($g),*>($($arg),*) }
+                } else {
+                    $body::<$($g,)* false>($($arg),*)
+                }
+            }
+            #[cfg(not(all(target_arch = "x86_64", not(target_feature = "fma"))))]
+            {
+                $body::<$($g,)* true>($($arg),*)
+            }
+        }
+    };
+}
+
+/// The elements of a tensor in logical (row-major) order: borrowed when the layout is
+/// contiguous, gathered otherwise, one contiguous run of the innermost dimensions at a time.
+fn logical<'a, T: Copy>(data: &'a [T], layout: &Layout) -> Cow<'a, [T]> {
+    if let Some((start, end)) = layout.contiguous_offsets() {
+        return Cow::Borrowed(&data[start..end]);
+    }
+    if layout.shape().elem_count() == 0 {
+        return Cow::Owned(Vec::new());
+    }
+    let (dims, strides) = (layout.dims(), layout.stride());
+    // The innermost dimensions that are laid out contiguously form one run.
+    let mut outer = dims.len();
+    let mut run = 1;
+    while outer > 0 && (dims[outer - 1] == 1 || strides[outer - 1] == run) {
+        run *= dims[outer - 1];
+        outer -= 1;
+    }
+    let (dims, strides) = (&dims[..outer], &strides[..outer]);
+    let mut out = Vec::with_capacity(layout.shape().elem_count());
+    let mut index = vec![0_usize; outer];
+    let mut start = layout.start_offset();
+    loop {
+        out.extend_from_slice(&data[start..start + run]);
+        // Advance the multi-index of the outer dimensions like an odometer.
+        let mut d = outer;
+        loop {
+            if d == 0 {
+                return Cow::Owned(out);
+            }
+            d -= 1;
+            index[d] += 1;
+            start += strides[d];
+            if index[d] < dims[d] {
+                break;
+            }
+            start -= strides[d] * dims[d];
+            index[d] = 0;
+        }
+    }
+}
+
+/// Runs `task(start, chunk)` over consecutive chunks of `out`, in parallel when there is more
+/// than one.
+fn for_chunks<S: Send>(
+    out: &mut [MaybeUninit<S>],
+    task: impl Fn(usize, &mut [MaybeUninit<S>]) + Sync,
+) {
+    if out.len() <= CHUNK {
+        task(0, out);
+    } else {
+        out.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(i, chunk)| task(i * CHUNK, chunk));
+    }
+}
+
+/// A vector of `n` elements, every one written by `fill` before it is returned.
+fn filled<S: Copy>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<S>])) -> Vec<S> {
+    let mut out = Vec::with_capacity(n);
+    fill(&mut out.spare_capacity_mut()[..n]);
+    // SAFETY: `fill` wrote all `n` elements: the callers hand every output block to a kernel,
+    // and kernels write every element of the block they are given.
+    unsafe { out.set_len(n) };
+    out
+}
+
+#[inline(always)]
+fn map1_blocks<S: Elem, K: Map1, const FMA: bool>(kernel: &K, x: &[S], out: &mut [MaybeUninit<S>]) {
+    let mut xb = [S::C::zero(); BLOCK];
+    let mut ob = [MaybeUninit::uninit(); BLOCK];
+    for (x, o) in x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
+        let x = S::input(x, &mut xb);
+        S::output(o, &mut ob, |o| kernel.block::<S::C, FMA>(x, o));
+    }
+}
+fma_dispatch!(map1_chunk, map1_chunk_fma, map1_blocks, <S: Elem, K: Map1>, (kernel: &K, x: &[S], out: &mut [MaybeUninit<S>]));
+
+#[inline(always)]
+fn map2_blocks<S: Elem, K: Map2, const FMA: bool>(
+    kernel: &K,
+    x: &[S],
+    g: &[S],
+    out: &mut [MaybeUninit<S>],
+) {
+    let mut xb = [S::C::zero(); BLOCK];
+    let mut gb = [S::C::zero(); BLOCK];
+    let mut ob = [MaybeUninit::uninit(); BLOCK];
+    for ((x, g), o) in x
+        .chunks(BLOCK)
+        .zip(g.chunks(BLOCK))
+        .zip(out.chunks_mut(BLOCK))
+    {
+        let x = S::input(x, &mut xb);
+        let g = S::input(g, &mut gb);
+        S::output(o, &mut ob, |o| kernel.block::<S::C, FMA>(x, g, o));
+    }
+}
+fma_dispatch!(map2_chunk, map2_chunk_fma, map2_blocks, <S: Elem, K: Map2>, (kernel: &K, x: &[S], g: &[S], out: &mut [MaybeUninit<S>]));
+
+#[inline(always)]
+fn reduce2_blocks<S: Elem, K: Reduce2, const FMA: bool>(kernel: &K, x: &[S], g: &[S]) -> Vec<f64> {
+    let mut sums = vec![0.0; kernel.len()];
+    let mut lanes = vec![[S::C::zero(); LANES]; kernel.len()];
+    let mut xb = [S::C::zero(); BLOCK];
+    let mut gb = [S::C::zero(); BLOCK];
+    for (x, g) in x.chunks(BLOCK).zip(g.chunks(BLOCK)) {
+        let x = S::input(x, &mut xb);
+        let g = S::input(g, &mut gb);
+        kernel.block::<S::C, FMA>(x, g, &mut lanes, &mut sums);
+    }
+    sums
+}
+fma_dispatch!(reduce2_chunk, reduce2_chunk_fma, reduce2_blocks, <S: Elem, K: Reduce2>, (kernel: &K, x: &[S], g: &[S]) -> Vec<f64>);
+
+fn run_map1<S: Elem>(kernel: &impl Map1, x: &[S]) -> Vec<S> {
+    filled(x.len(), |out| {
+        for_chunks(out, |start, chunk| {
+            map1_chunk(kernel, &x[start..start + chunk.len()], chunk)
+        })
+    })
+}
+
+fn run_map2<S: Elem>(kernel: &impl Map2, x: &[S], g: &[S]) -> Vec<S> {
+    filled(x.len(), |out| {
+        for_chunks(out, |start, chunk| {
+            let range = start..start + chunk.len();
+            map2_chunk(kernel, &x[range.clone()], &g[range], chunk)
+        })
+    })
+}
+
+fn run_reduce2<S: Elem>(kernel: &impl Reduce2, x: &[S], g: &[S]) -> Vec<f64> {
+    let n = x.len();
+    if n <= CHUNK {
+        return reduce2_chunk(kernel, x, g);
+    }
+    (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|i| {
+            let range = i * CHUNK..((i + 1) * CHUNK).min(n);
+            reduce2_chunk(kernel, &x[range.clone()], &g[range])
+        })
+        .reduce(
+            || vec![0.0; kernel.len()],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        )
+}
+
+/// Applies a [`Map1`] to a CPU tensor of any float dtype and layout; the result is contiguous.
+pub(crate) fn map1(
+    kernel: &impl Map1,
+    x: &CpuStorage,
+    layout: &Layout,
+    op: &'static str,
+) -> Result<CpuStorage> {
+    Ok(match x {
+        CpuStorage::F32(x) => CpuStorage::F32(run_map1(kernel, &logical(x, layout))),
+        CpuStorage::F64(x) => CpuStorage::F64(run_map1(kernel, &logical(x, layout))),
+        CpuStorage::F16(x) => CpuStorage::F16(run_map1(kernel, &logical(x, layout))),
+        CpuStorage::BF16(x) => CpuStorage::BF16(run_map1(kernel, &logical(x, layout))),
+        other => Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), op))?,
+    })
+}
+
+/// Checks that two operands agree in shape and dtype.
+fn check_pair(
+    x: &CpuStorage,
+    lx: &Layout,
+    g: &CpuStorage,
+    lg: &Layout,
+    op: &'static str,
+) -> Result<()> {
+    if lx.shape() != lg.shape() {
+        return Err(candle_core::Error::ShapeMismatchBinaryOp {
+            lhs: lx.shape().clone(),
+            rhs: lg.shape().clone(),
+            op,
+        }
+        .bt());
+    }
+    if x.dtype() != g.dtype() {
+        return Err(candle_core::Error::DTypeMismatchBinaryOp {
+            lhs: x.dtype(),
+            rhs: g.dtype(),
+            op,
+        }
+        .bt());
+    }
+    Ok(())
+}
+
+/// Applies a [`Map2`] to two CPU tensors of the same shape and float dtype, any layouts.
+pub(crate) fn map2(
+    kernel: &impl Map2,
+    x: &CpuStorage,
+    lx: &Layout,
+    g: &CpuStorage,
+    lg: &Layout,
+    op: &'static str,
+) -> Result<CpuStorage> {
+    check_pair(x, lx, g, lg, op)?;
+    Ok(match (x, g) {
+        (CpuStorage::F32(x), CpuStorage::F32(g)) => {
+            CpuStorage::F32(run_map2(kernel, &logical(x, lx), &logical(g, lg)))
+        }
+        (CpuStorage::F64(x), CpuStorage::F64(g)) => {
+            CpuStorage::F64(run_map2(kernel, &logical(x, lx), &logical(g, lg)))
+        }
+        (CpuStorage::F16(x), CpuStorage::F16(g)) => {
+            CpuStorage::F16(run_map2(kernel, &logical(x, lx), &logical(g, lg)))
+        }
+        (CpuStorage::BF16(x), CpuStorage::BF16(g)) => {
+            CpuStorage::BF16(run_map2(kernel, &logical(x, lx), &logical(g, lg)))
+        }
+        (other, _) => Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), op))?,
+    })
+}
+
+/// Applies a [`Reduce2`] to two CPU tensors of the same shape and float dtype, any layouts.
+pub(crate) fn reduce2(
+    kernel: &impl Reduce2,
+    x: &CpuStorage,
+    lx: &Layout,
+    g: &CpuStorage,
+    lg: &Layout,
+    op: &'static str,
+) -> Result<Vec<f64>> {
+    check_pair(x, lx, g, lg, op)?;
+    Ok(match (x, g) {
+        (CpuStorage::F32(x), CpuStorage::F32(g)) => {
+            run_reduce2(kernel, &logical(x, lx), &logical(g, lg))
+        }
+        (CpuStorage::F64(x), CpuStorage::F64(g)) => {
+            run_reduce2(kernel, &logical(x, lx), &logical(g, lg))
+        }
+        (CpuStorage::F16(x), CpuStorage::F16(g)) => {
+            run_reduce2(kernel, &logical(x, lx), &logical(g, lg))
+        }
+        (CpuStorage::BF16(x), CpuStorage::BF16(g)) => {
+            run_reduce2(kernel, &logical(x, lx), &logical(g, lg))
+        }
+        (other, _) => Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), op))?,
+    })
+}
+
+/// The values of a small CPU tensor (polynomial coefficients) as `f64`, in logical order.
+pub(crate) fn to_f64(s: &CpuStorage, layout: &Layout, op: &'static str) -> Result<Vec<f64>> {
+    fn convert<T: WithDType>(data: &[T], layout: &Layout) -> Vec<f64> {
+        logical(data, layout).iter().map(|v| v.to_f64()).collect()
+    }
+    Ok(match s {
+        CpuStorage::F32(v) => convert(v, layout),
+        CpuStorage::F64(v) => convert(v, layout),
+        CpuStorage::F16(v) => convert(v, layout),
+        CpuStorage::BF16(v) => convert(v, layout),
+        other => Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), op))?,
+    })
+}

@@ -1,0 +1,89 @@
+//! Candle layers: every activation of the crate, a fused polynomial op that trains at full
+//! speed, and polynomial activations with learnable coefficients (feature `candle`).
+//!
+//! | layer | what it computes | parameters |
+//! |---|---|---|
+//! | [`Act`] | any [`TensorActivation`]: the built-ins, a [`Polynomial`](crate::Polynomial), your own through [`Elementwise`] | none |
+//! | [`PolyAct`] | a fixed polynomial, as one fused op, with a [`RangeGuard`] | none |
+//! | [`LearnablePoly`] | a polynomial whose coefficients are [`Var`](candle_core::Var)s, fused, with a [`RangeGuard`] | `c0 … cN` |
+//!
+//! All three implement [`candle_nn::Module`] and take their device and dtype from the input.
+//!
+//! # Dropping a polynomial activation into a candle model
+//!
+//! ```
+//! use candle_core::{DType, Device, Module, Tensor};
+//! use candle_nn::{Linear, VarBuilder, VarMap, linear};
+//! use polyact::nn::{LearnablePoly, PolyAct};
+//!
+//! /// A two-layer perceptron whose hidden activation is the study's adjusted sigmoid
+//! /// polynomial, trained along with the weights.
+//! struct Mlp {
+//!     hidden: Linear,
+//!     act: LearnablePoly,
+//!     out: Linear,
+//! }
+//!
+//! impl Mlp {
+//!     fn new(vb: VarBuilder) -> candle_core::Result<Self> {
+//!         Ok(Self {
+//!             hidden: linear(4, 16, vb.pp("hidden"))?,
+//!             act: LearnablePoly::new(&polyact::presets::m_sigmoid(), vb.pp("act"))?,
+//!             out: linear(16, 3, vb.pp("out"))?,
+//!         })
+//!     }
+//! }
+//!
+//! impl Module for Mlp {
+//!     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+//!         self.out.forward(&self.act.forward(&self.hidden.forward(xs)?)?)
+//!     }
+//! }
+//!
+//! let varmap = VarMap::new();
+//! let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+//! let model = Mlp::new(vb)?;
+//! let xs = Tensor::zeros((8, 4), DType::F32, &Device::Cpu)?;
+//! assert_eq!(model.forward(&xs)?.dims(), &[8, 3]);
+//!
+//! // A fixed polynomial works the same way, e.g. in a `Sequential`:
+//! let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+//! let seq = candle_nn::seq()
+//!     .add(linear(4, 16, vb.pp("a"))?)
+//!     .add(PolyAct::new(&polyact::presets::m_tanh()))
+//!     .add(linear(16, 3, vb.pp("b"))?);
+//! assert_eq!(seq.forward(&xs)?.dims(), &[8, 3]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Devices: what was and was not tested
+//!
+//! * **CPU**: everything here is tested on the CPU, in `f32`, `f64`, `f16` and `bf16`, against
+//!   the scalar [`Activation`](crate::Activation) trait, the unfused tensor-op composite and
+//!   finite differences. The fused kernels run in parallel over the cores (rayon) and use
+//!   hardware FMA when the CPU has it.
+//! * **CUDA and Metal**: not tested; candle's `cuda` feature could not be built where polyact
+//!   was developed. The crate's `cuda` feature forwards to candle's so that it can be built
+//!   elsewhere. Nothing in the API assumes the CPU: on another device [`PolyAct`] and
+//!   [`LearnablePoly`] evaluate Horner's rule as ordinary tensor ops, and the built-in
+//!   activations of [`Act`] use candle's ops, so they should work, more slowly; the fused ops
+//!   themselves have no GPU kernels and say so ("has no CUDA kernel yet") if reached, and
+//!   [`Elementwise`] refuses tensors off the CPU.
+//!
+//! # Range guard
+//!
+//! A polynomial only tracks the function it replaces on the interval it was fitted on, and its
+//! top power takes over outside: the usual cause of NaN in polynomial networks. The polynomial
+//! layers carry that interval ([`RangeGuard`]), report the fraction of inputs outside it and can
+//! clamp to it; [`out_of_range`] measures any tensor.
+
+mod act;
+mod cpu;
+mod guard;
+mod learnable;
+mod poly_op;
+
+pub use act::{Act, Elementwise, NoEquivalent, TensorActivation};
+pub use guard::{RangeGuard, RangeReport, out_of_range};
+pub use learnable::LearnablePoly;
+pub use poly_op::PolyAct;
