@@ -8,6 +8,12 @@
 //! Forward+backward is `f(x).backward()` with `x` a variable: candle's autograd seeds the
 //! gradient with ones and accumulates every node's gradient, as in training.
 //!
+//! The allocator is mimalloc, as in the crate's training example. Forward+backward allocates
+//! 4-8 fresh 4 MiB tensors per call (the op's output, autograd's seed, its zero accumulator, the
+//! accumulated sum, each op's intermediates); glibc's malloc hands them back to the OS at every
+//! step and page-faults them in again, which on a small VM costs more than all the arithmetic
+//! and measures the allocator rather than the activations. mimalloc keeps them.
+//!
 //! Run: `cargo bench --bench tensor` (`-- --quick` for a fast pass).
 
 use std::hint::black_box;
@@ -15,6 +21,9 @@ use std::hint::black_box;
 use candle_core::{Device, Module, Result, Tensor, Var};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use polyact::nn::PolyAct;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const ELEMENTS: usize = 1 << 20;
 

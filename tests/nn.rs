@@ -312,12 +312,7 @@ fn fused_op_matches_the_unfused_composite_per_dtype() -> Result<()> {
                 tol,
                 &format!("{what} value"),
             );
-            assert_close(
-                &values(&dx)?,
-                &dx_ref,
-                tol,
-                &format!("{what} gradient"),
-            );
+            assert_close(&values(&dx)?, &dx_ref, tol, &format!("{what} gradient"));
             // And the scalar trait.
             let expected: Vec<f64> = values(&x)?.iter().map(|&v| poly.eval(v)).collect();
             assert_close(&values(&y)?, &expected, tol, &format!("{what} scalar"));
@@ -509,7 +504,7 @@ fn coefficient_gradients_match_closed_form_and_finite_differences() -> Result<()
             .get(var.as_tensor())
             .expect("coefficient is trained")
             .to_vec1::<f64>()?[0];
-        let closed: f64 = xs.iter().zip(&ws).map(|(x, w)| w * x.powi(k as i32)).sum();
+        let closed: f64 = xs.iter().zip(&ws).map(|(x, w)| w * x.powi(k)).sum();
         assert!(
             relative_eq!(grad, closed, epsilon = 1e-10, max_relative = 1e-12),
             "c{k}: {grad} vs {closed}"
@@ -547,7 +542,7 @@ fn coefficient_gradients_in_f32_are_accumulated_accurately() -> Result<()> {
             .get(var.as_tensor())
             .expect("trained")
             .to_vec1::<f32>()?[0] as f64;
-        let closed: f64 = exact_inputs.iter().map(|x| x.powi(k as i32)).sum();
+        let closed: f64 = exact_inputs.iter().map(|x| x.powi(k)).sum();
         assert!(
             relative_eq!(grad, closed, epsilon = 1e-2, max_relative = 1e-6),
             "c{k}: {grad} vs {closed}"

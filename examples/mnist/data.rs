@@ -158,7 +158,9 @@ fn missing_message(dir: &Path, files: &[String], reason: &str) -> String {
 }
 
 /// Which data set: both use the same four file names and the same format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetKind {
     /// Handwritten digits (LeCun, Cortes, Burges).
@@ -495,6 +497,7 @@ pub fn download(mirror: &str, file: &KnownFile, dir: &Path) -> Result<PathBuf, D
         reason,
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(20)))
         .timeout_global(Some(Duration::from_secs(300)))
         .build()
         .into();
@@ -511,7 +514,8 @@ pub fn download(mirror: &str, file: &KnownFile, dir: &Path) -> Result<PathBuf, D
     let raw_digest = if gz_ok {
         None
     } else {
-        let raw = decompress_if_gz(Path::new(&url), body.clone()).map_err(|e| failed(e.to_string()))?;
+        let raw =
+            decompress_if_gz(Path::new(&url), body.clone()).map_err(|e| failed(e.to_string()))?;
         Some(hex(&Sha256::digest(&raw)))
     };
     let raw_ok = raw_digest.is_some() && file.raw_sha256 == raw_digest.as_deref();
@@ -577,10 +581,7 @@ mod tests {
         let images = idx(IMAGES_MAGIC, &[2, 28, 28], &[7; 2 * 784]);
         for len in 0..images.len() {
             let err = parse_images(p(), &images[..len]).unwrap_err();
-            assert!(
-                matches!(err, DataError::Size { .. }),
-                "length {len}: {err}"
-            );
+            assert!(matches!(err, DataError::Size { .. }), "length {len}: {err}");
             assert!(err.to_string().contains("some/file-idx3-ubyte"), "{err}");
         }
         let labels = idx(LABELS_MAGIC, &[3], &[1, 2, 3]);
@@ -593,7 +594,16 @@ mod tests {
     fn wrong_magic_is_named() {
         let labels = idx(LABELS_MAGIC, &[3], &[1, 2, 3]);
         let err = parse_images(p(), &labels).unwrap_err();
-        assert!(matches!(err, DataError::BadMagic { found: LABELS_MAGIC, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DataError::BadMagic {
+                    found: LABELS_MAGIC,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let images = idx(IMAGES_MAGIC, &[1, 28, 28], &[0; 784]);
         assert!(matches!(
             parse_labels(p(), &images).unwrap_err(),
@@ -605,21 +615,35 @@ mod tests {
     fn wrong_counts_dims_and_labels_are_rejected() {
         // Header says 3 images, body holds 2.
         let short = idx(IMAGES_MAGIC, &[3, 28, 28], &[0; 2 * 784]);
-        assert!(matches!(parse_images(p(), &short), Err(DataError::Size { .. })));
+        assert!(matches!(
+            parse_images(p(), &short),
+            Err(DataError::Size { .. })
+        ));
         // Trailing garbage.
         let long = idx(LABELS_MAGIC, &[2], &[1, 2, 3]);
-        assert!(matches!(parse_labels(p(), &long), Err(DataError::Size { .. })));
+        assert!(matches!(
+            parse_labels(p(), &long),
+            Err(DataError::Size { .. })
+        ));
         // 32 x 32 images.
         let big = idx(IMAGES_MAGIC, &[1, 32, 32], &[0; 1024]);
         assert!(matches!(
             parse_images(p(), &big),
-            Err(DataError::BadDims { rows: 32, cols: 32, .. })
+            Err(DataError::BadDims {
+                rows: 32,
+                cols: 32,
+                ..
+            })
         ));
         // Label 10.
         let bad = idx(LABELS_MAGIC, &[3], &[1, 10, 3]);
         assert!(matches!(
             parse_labels(p(), &bad),
-            Err(DataError::LabelOutOfRange { index: 1, label: 10, .. })
+            Err(DataError::LabelOutOfRange {
+                index: 1,
+                label: 10,
+                ..
+            })
         ));
         // Empty split.
         assert!(matches!(
@@ -640,7 +664,14 @@ mod tests {
         fs::write(&lp, idx(LABELS_MAGIC, &[3], &[1, 2, 3])).unwrap();
         let err = load_split(&ip, &lp).unwrap_err();
         assert!(
-            matches!(err, DataError::CountMismatch { n_images: 2, n_labels: 3, .. }),
+            matches!(
+                err,
+                DataError::CountMismatch {
+                    n_images: 2,
+                    n_labels: 3,
+                    ..
+                }
+            ),
             "{err}"
         );
         // Gzip is detected by content.
@@ -665,7 +696,11 @@ mod tests {
             let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
             // Half the time keep a valid magic so the deeper checks run too.
             if round % 2 == 0 && len >= 4 {
-                let magic = if round % 4 == 0 { IMAGES_MAGIC } else { LABELS_MAGIC };
+                let magic = if round % 4 == 0 {
+                    IMAGES_MAGIC
+                } else {
+                    LABELS_MAGIC
+                };
                 bytes[..4].copy_from_slice(&magic.to_be_bytes());
             }
             let _ = parse_images(p(), &bytes);
@@ -690,14 +725,19 @@ mod tests {
 
     /// A tiny HTTP/1.1 server on 127.0.0.1 serving `files` for at most `requests` connections
     /// (each read bounded by a timeout), answering 404 for other paths.
-    fn serve(files: Vec<(String, Vec<u8>)>, requests: usize) -> (String, std::thread::JoinHandle<()>) {
+    fn serve(
+        files: Vec<(String, Vec<u8>)>,
+        requests: usize,
+    ) -> (String, std::thread::JoinHandle<()>) {
         use std::io::BufRead;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/mirror/", listener.local_addr().unwrap());
         let handle = std::thread::spawn(move || {
             for stream in listener.incoming().take(requests) {
                 let Ok(mut stream) = stream else { continue };
-                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
                 let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
                 let mut request = String::new();
                 if reader.read_line(&mut request).is_err() {
@@ -709,7 +749,9 @@ mod tests {
                     line.clear();
                 }
                 let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
-                let found = files.iter().find(|(name, _)| path == format!("/mirror/{name}"));
+                let found = files
+                    .iter()
+                    .find(|(name, _)| path == format!("/mirror/{name}"));
                 let (status, body) = match found {
                     Some((_, body)) => ("200 OK", body.clone()),
                     None => ("404 Not Found", b"not here".to_vec()),
@@ -749,25 +791,47 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
 
         // Accepted by the digest of the decompressed content.
-        let by_raw = KnownFile { name: "good-by-raw", raw_sha256: Some(raw_digest), gz_sha256: None };
+        let by_raw = KnownFile {
+            name: "good-by-raw",
+            raw_sha256: Some(raw_digest),
+            gz_sha256: None,
+        };
         let path = download(&url, &by_raw, &dir).unwrap();
         assert_eq!(path, dir.join("good-by-raw.gz"));
-        assert_eq!(parse_labels(&path, &read_maybe_gz(&path).unwrap()).unwrap(), vec![3, 1, 4, 1]);
+        assert_eq!(
+            parse_labels(&path, &read_maybe_gz(&path).unwrap()).unwrap(),
+            vec![3, 1, 4, 1]
+        );
 
         // Accepted by the digest of the archive.
-        let by_gz = KnownFile { name: "good-by-gz", raw_sha256: None, gz_sha256: Some(gz_digest) };
+        let by_gz = KnownFile {
+            name: "good-by-gz",
+            raw_sha256: None,
+            gz_sha256: Some(gz_digest),
+        };
         assert!(download(&url, &by_gz, &dir).is_ok());
 
         // One changed byte: rejected, and nothing is left behind.
-        let bad = KnownFile { name: "bad", raw_sha256: Some(raw_digest), gz_sha256: Some(gz_digest) };
+        let bad = KnownFile {
+            name: "bad",
+            raw_sha256: Some(raw_digest),
+            gz_sha256: Some(gz_digest),
+        };
         let err = download(&url, &bad, &dir).unwrap_err();
         assert!(matches!(err, DataError::Checksum { .. }), "{err}");
         assert!(!dir.join("bad.gz").exists());
 
         // Missing on the server: a download error naming the address.
-        let absent = KnownFile { name: "absent", raw_sha256: Some(raw_digest), gz_sha256: None };
+        let absent = KnownFile {
+            name: "absent",
+            raw_sha256: Some(raw_digest),
+            gz_sha256: None,
+        };
         let err = download(&url, &absent, &dir).unwrap_err();
-        assert!(matches!(err, DataError::Download { .. }) && err.to_string().contains("absent.gz"), "{err}");
+        assert!(
+            matches!(err, DataError::Download { .. }) && err.to_string().contains("absent.gz"),
+            "{err}"
+        );
 
         server.join().unwrap();
         let leftovers: Vec<_> = fs::read_dir(&dir)

@@ -19,15 +19,15 @@
 //! m_tanh 0.9918); differences of 0.1 points between single runs are within seed-to-seed noise.
 
 // glibc malloc returns the large activation buffers to the OS and page-faults them back in at
-// every step; mimalloc keeps them (measured: about 1.65x faster training).
+// every step; mimalloc keeps them (measured on stock candle 0.11: about 1.65x faster training).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod compat;
 mod conv;
 mod data;
 mod model;
 mod report;
+mod series;
 mod spec;
 mod train;
 
@@ -85,12 +85,14 @@ struct Args {
     /// Training examples held out (the last ones) for validation; 0 trains on all 60,000.
     #[arg(long, default_value_t = 5000)]
     val_split: usize,
-    /// A quick look: 1 epoch on 10,000 training images (about two minutes on 2 cores).
+    /// A quick look: one epoch per activation, two runs side by side (about a minute and a half
+    /// for the default six on 2 cores).
     #[arg(long)]
     quick: bool,
-    /// Independent runs side by side; the cores are split between them.
-    #[arg(long, default_value_t = 1)]
-    jobs: usize,
+    /// Independent runs side by side; the cores are split between them [default: 1, with
+    /// --quick 2].
+    #[arg(long)]
+    jobs: Option<usize>,
     /// Data set (same IDX format).
     #[arg(long, value_enum, default_value_t = DatasetKind::Mnist)]
     dataset: DatasetKind,
@@ -119,9 +121,31 @@ struct Args {
     /// Adam implementation.
     #[arg(long, value_enum, default_value_t = OptimizerKind::Fused)]
     optimizer: OptimizerKind,
+    /// Give every polynomial activation this domain, as LO,HI (fits keep their interval
+    /// otherwise); the fraction of inputs outside it is reported every epoch.
+    #[arg(long, value_parser = parse_domain, allow_hyphen_values = true)]
+    domain: Option<(f64, f64)>,
+    /// Clamp a polynomial activation's inputs to its domain.
+    #[arg(long)]
+    clamp: bool,
     /// Skip the PNG plots.
     #[arg(long)]
     no_plots: bool,
+}
+
+/// `LO,HI` with finite `LO < HI`.
+fn parse_domain(text: &str) -> Result<(f64, f64), String> {
+    let bad = || format!("expected LO,HI with LO < HI, e.g. -4,4; got {text:?}");
+    let (lo, hi) = text.split_once(',').ok_or_else(bad)?;
+    let (lo, hi): (f64, f64) = (
+        lo.trim().parse().map_err(|_| bad())?,
+        hi.trim().parse().map_err(|_| bad())?,
+    );
+    if lo.is_finite() && hi.is_finite() && lo < hi {
+        Ok((lo, hi))
+    } else {
+        Err(bad())
+    }
 }
 
 fn device(kind: DeviceKind) -> anyhow::Result<Device> {
@@ -133,28 +157,59 @@ fn device(kind: DeviceKind) -> anyhow::Result<Device> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // candle 0.11 runs large elementwise ops on one global pool of spinning threads behind a
+    // lock: side-by-side --jobs queue on it (measured: 1.34x slower with 2 jobs). The heavy
+    // work here (fused convolutions, matrix products, Adam) runs on each job's rayon pool, so
+    // candle's own elementwise ops stay on the calling thread unless the user says otherwise.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
     let mut args = Args::parse();
     if args.quick {
         args.epochs = 1;
-        args.limit_train.get_or_insert(10_000);
+        args.jobs.get_or_insert(2);
     }
-    anyhow::ensure!(args.jobs >= 1 && args.seeds >= 1 && args.epochs >= 1 && args.batch_size >= 1, "--jobs, --seeds, --epochs and --batch-size must be at least 1");
+    let jobs = args.jobs.unwrap_or(1);
+    anyhow::ensure!(
+        jobs >= 1 && args.seeds >= 1 && args.epochs >= 1 && args.batch_size >= 1,
+        "--jobs, --seeds, --epochs and --batch-size must be at least 1"
+    );
     let specs: Vec<ActSpec> = args
         .activations
         .iter()
         .map(|s| s.parse())
         .collect::<anyhow::Result<_>>()?;
     let device = device(args.device)?;
-    let mut engine = Engine { device: device.clone(), conv: args.conv, optimizer: args.optimizer };
+    let range = model::RangePolicy {
+        domain: args.domain,
+        clamp: args.clamp,
+    };
+    let mut engine = Engine {
+        device: device.clone(),
+        conv: args.conv,
+        optimizer: args.optimizer,
+        range,
+    };
     if !device.is_cpu() {
         engine.conv = ConvImpl::Candle;
         engine.optimizer = OptimizerKind::Candle;
     }
 
     let dir = data::data_dir(args.data_dir.as_deref(), args.dataset);
-    let mirror = (!args.offline).then(|| args.mirror.clone().or_else(|| std::env::var("MNIST_MIRROR").ok()).unwrap_or_else(|| args.dataset.default_mirror().to_string()));
+    let mirror = (!args.offline).then(|| {
+        args.mirror
+            .clone()
+            .or_else(|| std::env::var("MNIST_MIRROR").ok())
+            .unwrap_or_else(|| args.dataset.default_mirror().to_string())
+    });
     let dataset = data::load(&dir, args.dataset, mirror.as_deref())?;
-    let prepared = Prepared::new(&dataset.train, dataset.test, args.val_split, args.limit_train)?;
+    let prepared = Prepared::new(
+        &dataset.train,
+        dataset.test,
+        args.val_split,
+        args.limit_train,
+    )?;
     let cfg = RunConfig {
         dataset: args.dataset.to_string(),
         epochs: args.epochs,
@@ -163,29 +218,41 @@ fn main() -> anyhow::Result<()> {
         val_split: args.val_split,
         limit_train: args.limit_train,
     };
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(args.dataset.to_string()));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(args.dataset.to_string()));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let results = report::results_path(&out);
     if !args.resume && results.exists() {
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
         let old = out.join(format!("results.{stamp}.jsonl"));
         std::fs::rename(&results, &old)?;
-        println!("previous results moved to {} (use --resume to continue them)", old.display());
+        println!(
+            "previous results moved to {} (use --resume to continue them)",
+            old.display()
+        );
     }
 
     {
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
-        let m = model::Model::new(&specs[0], engine.conv, &device, &mut rng)?;
+        let m = model::Model::new(&specs[0], &engine.range, engine.conv, &device, &mut rng)?;
         println!("{}", m.summary(&specs[0].label));
     }
     let plan: Vec<(String, u64)> = specs
         .iter()
         .flat_map(|s| (0..args.seeds).map(move |i| (s.label.clone(), args.first_seed + i)))
         .collect();
-    let done = if args.resume { report::read(&out)? } else { Vec::new() };
+    let done = if args.resume {
+        report::read(&out)?
+    } else {
+        Vec::new()
+    };
     let todo = report::pending(&plan, &done, &cfg);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let jobs = args.jobs.min(todo.len().max(1));
+    let jobs = jobs.min(todo.len().max(1));
     let threads = (cores / jobs).max(1);
     println!(
         "{} runs to do ({} already in {}), {} train / {} validation / {} test images, {jobs} job(s) x {threads} thread(s)",
@@ -200,13 +267,23 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let queue = Mutex::new(todo.into_iter().collect::<VecDeque<_>>());
     let multi = MultiProgress::new();
-    let style = ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {msg} ETA {eta}")?.progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {msg} ETA {eta}")?
+            .progress_chars("=> ");
     let (tx, rx) = mpsc::channel();
     let mut failures = 0;
     std::thread::scope(|scope| -> anyhow::Result<()> {
         for _ in 0..jobs {
-            let (tx, queue, specs, prepared, cfg, engine, multi, style) =
-                (tx.clone(), &queue, &specs, &prepared, &cfg, &engine, &multi, &style);
+            let (tx, queue, specs, prepared, cfg, engine, multi, style) = (
+                tx.clone(),
+                &queue,
+                &specs,
+                &prepared,
+                &cfg,
+                &engine,
+                &multi,
+                &style,
+            );
             scope.spawn(move || {
                 let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
                     Ok(p) => p,
@@ -218,8 +295,15 @@ fn main() -> anyhow::Result<()> {
                 loop {
                     let next = queue.lock().expect("poisoned").pop_front();
                     let Some((label, seed)) = next else { break };
-                    let spec = specs.iter().find(|s| s.label == label).expect("planned from specs");
-                    let bar = multi.add(ProgressBar::new(0).with_style(style.clone()).with_prefix(format!("{label} s{seed}")));
+                    let spec = specs
+                        .iter()
+                        .find(|s| s.label == label)
+                        .expect("planned from specs");
+                    let bar = multi.add(
+                        ProgressBar::new(0)
+                            .with_style(style.clone())
+                            .with_prefix(format!("{label} s{seed}")),
+                    );
                     let r = pool.install(|| train::run(spec, seed, prepared, cfg, engine, &bar));
                     bar.finish_and_clear();
                     let r = r.with_context(|| format!("{label} seed {seed}"));
@@ -234,13 +318,17 @@ fn main() -> anyhow::Result<()> {
             match r {
                 Ok(r) => {
                     report::append(&out, &r)?;
-                    say(&multi, format!(
-                        "finished {} seed {}: test accuracy {} in {:.0} s",
-                        r.activation,
-                        r.seed,
-                        r.test_accuracy.map_or("diverged".into(), |a| format!("{a:.4}")),
-                        r.wall_seconds
-                    ));
+                    say(
+                        &multi,
+                        format!(
+                            "finished {} seed {}: test accuracy {} in {:.0} s",
+                            r.activation,
+                            r.seed,
+                            r.test_accuracy
+                                .map_or("diverged".into(), |a| format!("{a:.4}")),
+                            r.wall_seconds
+                        ),
+                    );
                 }
                 Err(e) => {
                     failures += 1;
@@ -251,10 +339,16 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     })?;
 
-    let all: Vec<_> = report::read(&out)?.into_iter().filter(|r| r.config == cfg).collect();
+    let all: Vec<_> = report::read(&out)?
+        .into_iter()
+        .filter(|r| r.config == cfg)
+        .collect();
     let order: Vec<String> = specs.iter().map(|s| s.label.clone()).collect();
     println!("\n{}", report::table(&report::summarize(&all, &order)));
-    let rates: Vec<f64> = all.iter().flat_map(|r| r.history.iter().map(|h| h.images_per_second)).collect();
+    let rates: Vec<f64> = all
+        .iter()
+        .flat_map(|r| r.history.iter().map(|h| h.images_per_second))
+        .collect();
     if !rates.is_empty() {
         println!(
             "training throughput: {:.0} images/s per run on average ({jobs} job(s) x {threads} thread(s)); wall time {:.0} s",
@@ -291,7 +385,10 @@ mod tests_support {
         if dir.is_dir() {
             Some(dir)
         } else {
-            eprintln!("SKIPPED: real MNIST not found at {} (expected beside the repository)", dir.display());
+            eprintln!(
+                "SKIPPED: real MNIST not found at {} (expected beside the repository)",
+                dir.display()
+            );
             None
         }
     }
@@ -305,10 +402,28 @@ mod tests {
     fn cli_defaults_are_the_studys() {
         let a = Args::try_parse_from(["mnist"]).unwrap();
         assert_eq!(a.activations, STUDY.map(String::from).to_vec());
-        assert_eq!((a.epochs, a.batch_size, a.seeds, a.val_split), (12, 128, 1, 5000));
+        assert_eq!(
+            (a.epochs, a.batch_size, a.seeds, a.val_split),
+            (12, 128, 1, 5000)
+        );
         approx::assert_abs_diff_eq!(a.lr, 1e-3);
-        let a = Args::try_parse_from(["mnist", "--activations", "relu,learn:m_tanh", "--dataset", "fashion-mnist", "--jobs", "2"]).unwrap();
+        let a = Args::try_parse_from([
+            "mnist",
+            "--activations",
+            "relu,learn:m_tanh",
+            "--dataset",
+            "fashion-mnist",
+            "--jobs",
+            "2",
+            "--domain",
+            "-4,4",
+        ])
+        .unwrap();
         assert_eq!(a.activations, vec!["relu", "learn:m_tanh"]);
+        assert_eq!(a.jobs, Some(2));
+        assert_eq!(a.domain, Some((-4.0, 4.0)));
+        assert!(Args::try_parse_from(["mnist", "--domain", "4,-4"]).is_err());
+        assert!(Args::try_parse_from(["mnist", "--domain", "x"]).is_err());
         assert_eq!(a.dataset, DatasetKind::FashionMnist);
         assert!(Args::try_parse_from(["mnist", "--device", "tpu"]).is_err());
     }

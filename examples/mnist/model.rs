@@ -18,9 +18,21 @@ use crate::conv::{ConvBlock, ConvGeom, candle_block};
 use crate::spec::{ActKind, ActSpec};
 
 /// First convolution block: 28x28x1 → 32 filters 5x5 → 14x14x32.
-pub const CONV1: ConvGeom = ConvGeom { h: 28, w: 28, cin: 1, k: 5, cout: 32 };
+pub const CONV1: ConvGeom = ConvGeom {
+    h: 28,
+    w: 28,
+    cin: 1,
+    k: 5,
+    cout: 32,
+};
 /// Second convolution block: 14x14x32 → 64 filters 2x2 → 7x7x64.
-pub const CONV2: ConvGeom = ConvGeom { h: 14, w: 14, cin: 32, k: 2, cout: 64 };
+pub const CONV2: ConvGeom = ConvGeom {
+    h: 14,
+    w: 14,
+    cin: 32,
+    k: 2,
+    cout: 64,
+};
 /// Flattened features after the second block.
 pub const FLAT: usize = 7 * 7 * 64;
 /// Units of the hidden dense layer (the one with the activation under test).
@@ -41,18 +53,80 @@ pub enum ConvImpl {
     Candle,
 }
 
-/// The hidden layer's activation as a candle module: the exact activation (candle's own op
-/// where there is one), the study's polynomial as polyact's fused op, or a learnable polynomial
-/// whose coefficients join the model's variables.
-fn hidden_layer(spec: &ActSpec, varmap: &VarMap, device: &Device) -> anyhow::Result<Box<dyn Module>> {
-    Ok(match &spec.kind {
-        ActKind::Exact(exact) => Box::new(exact.layer()),
-        ActKind::Poly(poly) => Box::new(polyact::nn::PolyAct::new(poly)),
-        ActKind::Learn(poly) => {
-            let vb = candle_nn::VarBuilder::from_varmap(varmap, DType::F32, device);
-            Box::new(polyact::nn::LearnablePoly::new(poly, vb.pp("hidden_activation"))?)
+/// How polynomial hidden layers treat their inputs' range.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RangePolicy {
+    /// Domain to give every polynomial (a fit keeps its own interval when this is `None`).
+    pub domain: Option<(f64, f64)>,
+    /// Clamp inputs to the domain before evaluating the polynomial.
+    pub clamp: bool,
+}
+
+/// The hidden layer's activation: the exact activation (candle's own op where there is one),
+/// a polynomial as polyact's fused op, or a learnable polynomial whose coefficients join the
+/// model's variables. Polynomials with a domain count the inputs that fall outside it.
+enum Hidden {
+    Exact(polyact::nn::Act),
+    Poly(polyact::nn::PolyAct),
+    Learn(polyact::nn::LearnablePoly),
+}
+
+impl Hidden {
+    fn new(
+        spec: &ActSpec,
+        range: &RangePolicy,
+        varmap: &VarMap,
+        device: &Device,
+    ) -> anyhow::Result<Self> {
+        let with_domain = |p: &polyact::Polynomial| -> anyhow::Result<polyact::Polynomial> {
+            Ok(match range.domain {
+                Some((lo, hi)) => p.clone().with_domain(lo..=hi)?,
+                None => p.clone(),
+            })
+        };
+        Ok(match &spec.kind {
+            ActKind::Exact(exact) => Hidden::Exact(exact.layer()),
+            ActKind::Poly(poly) => {
+                let poly = with_domain(poly)?;
+                let mut layer = polyact::nn::PolyAct::new(&poly);
+                if poly.domain().is_some() {
+                    layer = layer.with_monitor();
+                    if range.clamp {
+                        layer = layer.with_clamp()?;
+                    }
+                }
+                Hidden::Poly(layer)
+            }
+            ActKind::Learn(poly) => {
+                let poly = with_domain(poly)?;
+                let vb = candle_nn::VarBuilder::from_varmap(varmap, DType::F32, device);
+                let mut layer = polyact::nn::LearnablePoly::new(&poly, vb.pp("hidden_activation"))?;
+                if poly.domain().is_some() {
+                    layer = layer.with_monitor();
+                    if range.clamp {
+                        layer = layer.with_clamp()?;
+                    }
+                }
+                Hidden::Learn(layer)
+            }
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Hidden::Exact(l) => l.forward(x),
+            Hidden::Poly(l) => l.forward(x),
+            Hidden::Learn(l) => l.forward(x),
         }
-    })
+    }
+
+    fn guard(&self) -> Option<&polyact::nn::RangeGuard> {
+        match self {
+            Hidden::Exact(_) => None,
+            Hidden::Poly(l) => Some(l.guard()),
+            Hidden::Learn(l) => Some(l.guard()),
+        }
+    }
 }
 
 /// Glorot-uniform values: `U(-l, l)` with `l = sqrt(6 / (fan_in + fan_out))`.
@@ -67,7 +141,7 @@ pub struct Model {
     conv2: (Var, Var),
     dense1: (Var, Var),
     dense2: (Var, Var),
-    hidden: Box<dyn Module>,
+    hidden: Hidden,
     /// Every trainable variable, named.
     pub varmap: VarMap,
     conv: ConvImpl,
@@ -76,35 +150,99 @@ pub struct Model {
 
 impl Model {
     /// Builds the model with Glorot-uniform weights from `rng` and zero biases.
-    pub fn new(spec: &ActSpec, conv: ConvImpl, device: &Device, rng: &mut StdRng) -> anyhow::Result<Self> {
+    pub fn new(
+        spec: &ActSpec,
+        range: &RangePolicy,
+        conv: ConvImpl,
+        device: &Device,
+        rng: &mut StdRng,
+    ) -> anyhow::Result<Self> {
         if conv == ConvImpl::Fused && !device.is_cpu() {
-            anyhow::bail!("the fused convolution runs on the CPU only; use --conv candle on {device:?}");
+            anyhow::bail!(
+                "the fused convolution runs on the CPU only; use --conv candle on {device:?}"
+            );
         }
         let varmap = VarMap::new();
         let add = |name: &str, shape: &[usize], values: Vec<f32>| -> anyhow::Result<Var> {
             let var = Var::from_tensor(&Tensor::from_vec(values, shape, device)?)?;
-            varmap.data().lock().expect("poisoned").insert(name.to_string(), var.clone());
+            varmap
+                .data()
+                .lock()
+                .expect("poisoned")
+                .insert(name.to_string(), var.clone());
             Ok(var)
         };
         let kk = |g: ConvGeom| g.k * g.k;
         let conv1 = (
-            add("conv2d.kernel", &[CONV1.patch(), CONV1.cout], glorot(CONV1.patch() * CONV1.cout, CONV1.patch(), kk(CONV1) * CONV1.cout, rng))?,
+            add(
+                "conv2d.kernel",
+                &[CONV1.patch(), CONV1.cout],
+                glorot(
+                    CONV1.patch() * CONV1.cout,
+                    CONV1.patch(),
+                    kk(CONV1) * CONV1.cout,
+                    rng,
+                ),
+            )?,
             add("conv2d.bias", &[CONV1.cout], vec![0.0; CONV1.cout])?,
         );
         let conv2 = (
-            add("conv2d_1.kernel", &[CONV2.patch(), CONV2.cout], glorot(CONV2.patch() * CONV2.cout, CONV2.patch(), kk(CONV2) * CONV2.cout, rng))?,
+            add(
+                "conv2d_1.kernel",
+                &[CONV2.patch(), CONV2.cout],
+                glorot(
+                    CONV2.patch() * CONV2.cout,
+                    CONV2.patch(),
+                    kk(CONV2) * CONV2.cout,
+                    rng,
+                ),
+            )?,
             add("conv2d_1.bias", &[CONV2.cout], vec![0.0; CONV2.cout])?,
         );
         let dense1 = (
-            add("dense.kernel", &[FLAT, HIDDEN], glorot(FLAT * HIDDEN, FLAT, HIDDEN, rng))?,
+            add(
+                "dense.kernel",
+                &[FLAT, HIDDEN],
+                glorot(FLAT * HIDDEN, FLAT, HIDDEN, rng),
+            )?,
             add("dense.bias", &[HIDDEN], vec![0.0; HIDDEN])?,
         );
         let dense2 = (
-            add("dense_1.kernel", &[HIDDEN, CLASSES], glorot(HIDDEN * CLASSES, HIDDEN, CLASSES, rng))?,
+            add(
+                "dense_1.kernel",
+                &[HIDDEN, CLASSES],
+                glorot(HIDDEN * CLASSES, HIDDEN, CLASSES, rng),
+            )?,
             add("dense_1.bias", &[CLASSES], vec![0.0; CLASSES])?,
         );
-        let hidden = hidden_layer(spec, &varmap, device)?;
-        Ok(Self { conv1, conv2, dense1, dense2, hidden, varmap, conv, device: device.clone() })
+        let hidden = Hidden::new(spec, range, &varmap, device)?;
+        Ok(Self {
+            conv1,
+            conv2,
+            dense1,
+            dense2,
+            hidden,
+            varmap,
+            conv,
+            device: device.clone(),
+        })
+    }
+
+    /// Fraction of the hidden polynomial's inputs outside its domain since the last call
+    /// (`None` without a domain); resets the counters.
+    pub fn take_out_of_range(&self) -> Option<f64> {
+        let guard = self.hidden.guard()?;
+        let report = guard.report()?;
+        guard.reset();
+        Some(report.fraction())
+    }
+
+    /// The learnable activation's polynomial as trained so far (`None` for fixed activations).
+    pub fn learned_polynomial(&self) -> Option<polyact::Polynomial> {
+        match &self.hidden {
+            Hidden::Learn(l) => l.polynomial().ok(),
+            _ => None,
+        }
     }
 
     /// The device the model lives on.
@@ -149,8 +287,13 @@ impl Model {
         }
         let h = h.matmul(&self.dense1.0)?.broadcast_add(&self.dense1.1)?;
         let mut h = self.hidden.forward(&h)?;
-        if let Some(rng) = rng.as_deref_mut() {
-            h = h.mul(&dropout_mask(&[b, HIDDEN], DROPOUT_DENSE, rng, &self.device)?)?;
+        if let Some(rng) = rng {
+            h = h.mul(&dropout_mask(
+                &[b, HIDDEN],
+                DROPOUT_DENSE,
+                rng,
+                &self.device,
+            )?)?;
         }
         h.matmul(&self.dense2.0)?.broadcast_add(&self.dense2.1)
     }
@@ -158,19 +301,53 @@ impl Model {
     /// A Keras-style summary of the layers and their parameter counts.
     pub fn summary(&self, activation: &str) -> String {
         let rows: [(&str, String, usize); 10] = [
-            ("conv2d (Conv2D, relu)", "(None, 28, 28, 32)".into(), CONV1.params()),
-            ("max_pooling2d (MaxPooling2D)", "(None, 14, 14, 32)".into(), 0),
-            ("conv2d_1 (Conv2D, relu)", "(None, 14, 14, 64)".into(), CONV2.params()),
-            ("max_pooling2d_1 (MaxPooling2D)", "(None, 7, 7, 64)".into(), 0),
+            (
+                "conv2d (Conv2D, relu)",
+                "(None, 28, 28, 32)".into(),
+                CONV1.params(),
+            ),
+            (
+                "max_pooling2d (MaxPooling2D)",
+                "(None, 14, 14, 32)".into(),
+                0,
+            ),
+            (
+                "conv2d_1 (Conv2D, relu)",
+                "(None, 14, 14, 64)".into(),
+                CONV2.params(),
+            ),
+            (
+                "max_pooling2d_1 (MaxPooling2D)",
+                "(None, 7, 7, 64)".into(),
+                0,
+            ),
             ("dropout (Dropout 0.25)", "(None, 7, 7, 64)".into(), 0),
             ("flatten (Flatten)", "(None, 3136)".into(), 0),
-            ("dense (Dense)", "(None, 1000)".into(), FLAT * HIDDEN + HIDDEN),
-            ("activation (Activation)", format!("(None, 1000)  {activation}"), self.parameters() - self.base_parameters()),
+            (
+                "dense (Dense)",
+                "(None, 1000)".into(),
+                FLAT * HIDDEN + HIDDEN,
+            ),
+            (
+                "activation (Activation)",
+                format!("(None, 1000)  {activation}"),
+                self.parameters() - self.base_parameters(),
+            ),
             ("dropout_1 (Dropout 0.5)", "(None, 1000)".into(), 0),
-            ("dense_1 (Dense, softmax)", "(None, 10)".into(), HIDDEN * CLASSES + CLASSES),
+            (
+                "dense_1 (Dense, softmax)",
+                "(None, 10)".into(),
+                HIDDEN * CLASSES + CLASSES,
+            ),
         ];
         let line = "_".repeat(84);
-        let mut s = format!("Model: \"sequential\"\n{line}\n {:<34}{:<36}{:>12}\n{}\n", "Layer (type)", "Output Shape", "Param #", "=".repeat(84));
+        let mut s = format!(
+            "Model: \"sequential\"\n{line}\n {:<34}{:<36}{:>12}\n{}\n",
+            "Layer (type)",
+            "Output Shape",
+            "Param #",
+            "=".repeat(84)
+        );
         for (i, (name, shape, n)) in rows.iter().enumerate() {
             s += &format!(" {name:<34}{shape:<36}{:>12}\n", group(*n));
             if i + 1 < rows.len() {
@@ -193,7 +370,7 @@ pub fn group(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -207,7 +384,13 @@ fn dropout_mask(shape: &[usize], rate: f32, rng: &mut StdRng, device: &Device) -
     let scale = 1.0 / keep;
     let n = shape.iter().product();
     let v: Vec<f32> = (0..n)
-        .map(|_| if rng.random::<f32>() < keep { scale } else { 0.0 })
+        .map(|_| {
+            if rng.random::<f32>() < keep {
+                scale
+            } else {
+                0.0
+            }
+        })
         .collect();
     Tensor::from_vec(v, shape, device)
 }
@@ -224,22 +407,52 @@ mod tests {
     #[test]
     fn parameter_count_is_the_studys() {
         let mut rng = StdRng::seed_from_u64(0);
-        let m = Model::new(&spec("relu"), ConvImpl::Fused, &Device::Cpu, &mut rng).unwrap();
+        let m = Model::new(
+            &spec("relu"),
+            &RangePolicy::default(),
+            ConvImpl::Fused,
+            &Device::Cpu,
+            &mut rng,
+        )
+        .unwrap();
         assert_eq!(m.parameters(), 3_156_098);
         assert_eq!(m.base_parameters(), 3_156_098);
         let text = m.summary("relu");
         assert!(text.contains("Total params: 3,156,098"), "{text}");
         assert!(text.contains("3,137,000"), "{text}");
         // A learnable degree-5 polynomial adds its six coefficients.
-        let m = Model::new(&spec("learn:m_sigmoid"), ConvImpl::Fused, &Device::Cpu, &mut rng).unwrap();
+        let m = Model::new(
+            &spec("learn:m_sigmoid"),
+            &RangePolicy::default(),
+            ConvImpl::Fused,
+            &Device::Cpu,
+            &mut rng,
+        )
+        .unwrap();
         assert_eq!(m.parameters(), 3_156_098 + 6);
     }
 
     #[test]
     fn glorot_limits_and_zero_biases() {
         let mut rng = StdRng::seed_from_u64(0);
-        let m = Model::new(&spec("relu"), ConvImpl::Fused, &Device::Cpu, &mut rng).unwrap();
-        let max = |v: &Var| v.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let m = Model::new(
+            &spec("relu"),
+            &RangePolicy::default(),
+            ConvImpl::Fused,
+            &Device::Cpu,
+            &mut rng,
+        )
+        .unwrap();
+        let max = |v: &Var| {
+            v.abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
         let limit = (6.0f32 / (3136.0 + 1000.0)).sqrt();
         assert!(max(&m.dense1.0) <= limit && max(&m.dense1.0) > 0.9 * limit);
         let limit1 = (6.0f32 / (25.0 + 25.0 * 32.0)).sqrt();
@@ -253,11 +466,25 @@ mod tests {
         let x: Vec<f32> = (0..3 * 784).map(|_| rng.random()).collect();
         let x = Tensor::from_vec(x, (3, 28, 28, 1), &Device::Cpu).unwrap();
         let mut r1 = StdRng::seed_from_u64(5);
-        let mut m = Model::new(&spec("m_sigmoid"), ConvImpl::Fused, &Device::Cpu, &mut r1).unwrap();
+        let mut m = Model::new(
+            &spec("m_sigmoid"),
+            &RangePolicy::default(),
+            ConvImpl::Fused,
+            &Device::Cpu,
+            &mut r1,
+        )
+        .unwrap();
         let a = m.forward(&x, None).unwrap();
         m.conv = ConvImpl::Candle;
         let b = m.forward(&x, None).unwrap();
-        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        let d = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 1e-4);
     }
 }

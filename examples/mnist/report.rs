@@ -40,10 +40,18 @@ pub fn read(out: &Path) -> anyhow::Result<Vec<RunResult>> {
         Err(e) => return Err(e.into()),
     };
     let mut runs = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         match serde_json::from_str(line) {
             Ok(r) => runs.push(r),
-            Err(e) => eprintln!("{}:{}: skipping unreadable line ({e})", path.display(), i + 1),
+            Err(e) => eprintln!(
+                "{}:{}: skipping unreadable line ({e})",
+                path.display(),
+                i + 1
+            ),
         }
     }
     Ok(runs)
@@ -52,7 +60,11 @@ pub fn read(out: &Path) -> anyhow::Result<Vec<RunResult>> {
 /// The runs of the plan `(activation, seed)` not yet in `done` with the same settings.
 pub fn pending(plan: &[(String, u64)], done: &[RunResult], cfg: &RunConfig) -> Vec<(String, u64)> {
     plan.iter()
-        .filter(|(a, s)| !done.iter().any(|r| &r.activation == a && r.seed == *s && &r.config == cfg))
+        .filter(|(a, s)| {
+            !done
+                .iter()
+                .any(|r| &r.activation == a && r.seed == *s && &r.config == cfg)
+        })
         .cloned()
         .collect()
 }
@@ -110,10 +122,22 @@ pub fn table(summaries: &[Summary]) -> String {
         "activation", "runs", "diverged", "test acc mean±std", "min", "max", "study", "Δ study"
     );
     for r in summaries {
-        let f = |x: f64| if x.is_finite() { format!("{x:.4}") } else { "-".into() };
+        let f = |x: f64| {
+            if x.is_finite() {
+                format!("{x:.4}")
+            } else {
+                "-".into()
+            }
+        };
         let study = study_accuracy(&r.activation);
-        let delta = study.filter(|_| r.finished > 0).map_or("-".into(), |s| format!("{:+.4}", r.mean - s));
-        let pm = if r.std.is_finite() { format!("{}±{:.4}", f(r.mean), r.std) } else { f(r.mean) };
+        let delta = study
+            .filter(|_| r.finished > 0)
+            .map_or("-".into(), |s| format!("{:+.4}", r.mean - s));
+        let pm = if r.std.is_finite() {
+            format!("{}±{:.4}", f(r.mean), r.std)
+        } else {
+            f(r.mean)
+        };
         s += &format!(
             "{:<22} {:>5} {:>8} {:>17} {:>8} {:>8} {:>8} {:>9}\n",
             r.activation,
@@ -190,7 +214,7 @@ pub fn plots(out: &Path, specs: &[ActSpec], runs: &[RunResult]) -> anyhow::Resul
     for (name, which) in files {
         let path = out.join(name);
         let r = match which {
-            0 => plot_activations(&path, specs, text),
+            0 => plot_activations(&path, specs, runs, text),
             1 => plot_epochs(&path, specs, runs, text),
             _ => plot_final(&path, specs, runs, text),
         };
@@ -203,8 +227,14 @@ pub fn plots(out: &Path, specs: &[ActSpec], runs: &[RunResult]) -> anyhow::Resul
     Ok(written)
 }
 
-/// Each exact function (of the families present) against its polynomials on [-4, 4].
-fn plot_activations(path: &Path, specs: &[ActSpec], text: bool) -> Result<bool, Box<dyn std::error::Error>> {
+/// Each exact function (of the families present) against its polynomials on [-4, 4], with a
+/// learnable polynomial's trained form (first finished seed) beside its start.
+fn plot_activations(
+    path: &Path,
+    specs: &[ActSpec],
+    runs: &[RunResult],
+    text: bool,
+) -> Result<bool, Box<dyn std::error::Error>> {
     let mut families: Vec<crate::spec::Exact> = Vec::new();
     for s in specs {
         if s.polynomial().is_some() && !families.contains(&s.family) {
@@ -220,25 +250,46 @@ fn plot_activations(path: &Path, specs: &[ActSpec], text: bool) -> Result<bool, 
     for (panel, fam) in panels.iter().zip(&families) {
         let exact = fam.scalar();
         let xs: Vec<f64> = (0..=400).map(|i| -4.0 + 8.0 * i as f64 / 400.0).collect();
-        let mut curves: Vec<(String, Vec<(f64, f64)>)> =
-            vec![(fam.name().to_string(), xs.iter().map(|&x| (x, exact.eval(x))).collect())];
+        let mut curves: Vec<(String, Vec<(f64, f64)>)> = vec![(
+            fam.name().to_string(),
+            xs.iter().map(|&x| (x, exact.eval(x))).collect(),
+        )];
         for s in specs.iter().filter(|s| s.family == *fam) {
             if let Some(p) = s.polynomial() {
-                curves.push((s.label.clone(), xs.iter().map(|&x| (x, p.eval(x))).collect()));
+                curves.push((
+                    s.label.clone(),
+                    xs.iter().map(|&x| (x, p.eval(x))).collect(),
+                ));
+            }
+            let trained = runs
+                .iter()
+                .filter(|r| r.activation == s.label)
+                .find_map(|r| r.learned_coefficients.as_ref().map(|c| (r.seed, c)));
+            if let Some((seed, c)) = trained {
+                let p = polyact::Polynomial::from_f64(c);
+                curves.push((
+                    format!("{} trained (seed {seed})", s.label),
+                    xs.iter().map(|&x| (x, p.eval(x))).collect(),
+                ));
             }
         }
         let (lo, hi) = curves
             .iter()
             .flat_map(|(_, c)| c.iter().map(|p| p.1))
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
+                (a.min(y), b.max(y))
+            });
         let (lo, hi) = (lo.max(-6.0), hi.min(6.0));
         let pad = 0.05 * (hi - lo).max(1e-6);
         let mut b = ChartBuilder::on(panel);
         b.margin(12);
         if text {
-            b.caption(format!("{} and its polynomials", fam.name()), ("sans-serif", 20))
-                .x_label_area_size(30)
-                .y_label_area_size(40);
+            b.caption(
+                format!("{} and its polynomials", fam.name()),
+                ("sans-serif", 20),
+            )
+            .x_label_area_size(30)
+            .y_label_area_size(40);
         }
         let mut chart = b.build_cartesian_2d(-4.0..4.0, (lo - pad)..(hi + pad))?;
         let mut mesh = chart.configure_mesh();
@@ -248,15 +299,20 @@ fn plot_activations(path: &Path, specs: &[ActSpec], text: bool) -> Result<bool, 
         mesh.draw()?;
         for (i, (label, pts)) in curves.into_iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
-            let style = if i == 0 { color.stroke_width(3) } else { color.stroke_width(2) };
+            let style = if i == 0 {
+                color.stroke_width(3)
+            } else {
+                color.stroke_width(2)
+            };
             let series = chart.draw_series(LineSeries::new(
-                pts.into_iter().filter(|p| p.1 >= lo - pad && p.1 <= hi + pad),
+                pts.into_iter()
+                    .filter(|p| p.1 >= lo - pad && p.1 <= hi + pad),
                 style,
             ))?;
             if text {
-                series
-                    .label(label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                series.label(label).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
             }
         }
         if text {
@@ -273,7 +329,12 @@ fn plot_activations(path: &Path, specs: &[ActSpec], text: bool) -> Result<bool, 
 }
 
 /// Mean test accuracy per epoch for each activation.
-fn plot_epochs(path: &Path, specs: &[ActSpec], runs: &[RunResult], text: bool) -> Result<bool, Box<dyn std::error::Error>> {
+fn plot_epochs(
+    path: &Path,
+    specs: &[ActSpec],
+    runs: &[RunResult],
+    text: bool,
+) -> Result<bool, Box<dyn std::error::Error>> {
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for s in specs {
         let mut per_epoch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
@@ -293,22 +354,41 @@ fn plot_epochs(path: &Path, specs: &[ActSpec], runs: &[RunResult], text: bool) -
     if series.is_empty() {
         return Ok(false);
     }
-    let max_epoch = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0)).fold(1.0, f64::max);
-    let lo = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).fold(1.0, f64::min);
+    let max_epoch = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.0))
+        .fold(1.0, f64::max);
+    let lo = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.1))
+        .fold(1.0, f64::min);
     let lo = (lo - 0.005).clamp(0.0, 0.99);
     let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut b = ChartBuilder::on(&root);
     b.margin(15);
     if text {
-        b.caption("Test accuracy per epoch (mean over seeds)", ("sans-serif", 22))
-            .x_label_area_size(35)
-            .y_label_area_size(55);
+        b.caption(
+            "Test accuracy per epoch (mean over seeds)",
+            ("sans-serif", 22),
+        )
+        .x_label_area_size(35)
+        .y_label_area_size(55);
     }
     let mut chart = b.build_cartesian_2d(0.5..max_epoch + 0.5, lo..1.0)?;
+    let whole = |x: &f64| {
+        if (x - x.round()).abs() < 1e-9 {
+            format!("{x:.0}")
+        } else {
+            String::new()
+        }
+    };
     let mut mesh = chart.configure_mesh();
     if text {
-        mesh.x_desc("epoch").y_desc("test accuracy");
+        mesh.x_desc("epoch")
+            .y_desc("test accuracy")
+            .x_labels(max_epoch as usize + 2)
+            .x_label_formatter(&whole);
     } else {
         mesh.disable_x_axis().disable_y_axis();
     }
@@ -317,8 +397,9 @@ fn plot_epochs(path: &Path, specs: &[ActSpec], runs: &[RunResult], text: bool) -
         let color = PALETTE[i % PALETTE.len()];
         let s = chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?;
         if text {
-            s.label(label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            s.label(label).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         }
         chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
     }
@@ -335,9 +416,17 @@ fn plot_epochs(path: &Path, specs: &[ActSpec], runs: &[RunResult], text: bool) -
 }
 
 /// Final test accuracy per activation: mean with min–max bars, and the study's figure (cross).
-fn plot_final(path: &Path, specs: &[ActSpec], runs: &[RunResult], text: bool) -> Result<bool, Box<dyn std::error::Error>> {
+fn plot_final(
+    path: &Path,
+    specs: &[ActSpec],
+    runs: &[RunResult],
+    text: bool,
+) -> Result<bool, Box<dyn std::error::Error>> {
     let order: Vec<String> = specs.iter().map(|s| s.label.clone()).collect();
-    let sums: Vec<_> = summarize(runs, &order).into_iter().filter(|s| s.finished > 0).collect();
+    let sums: Vec<_> = summarize(runs, &order)
+        .into_iter()
+        .filter(|s| s.finished > 0)
+        .collect();
     if sums.is_empty() {
         return Ok(false);
     }
@@ -352,9 +441,12 @@ fn plot_final(path: &Path, specs: &[ActSpec], runs: &[RunResult], text: bool) ->
     let mut b = ChartBuilder::on(&root);
     b.margin(15);
     if text {
-        b.caption("Final test accuracy: mean, min-max (x = study)", ("sans-serif", 20))
-            .x_label_area_size(40)
-            .y_label_area_size(55);
+        b.caption(
+            "Final test accuracy: mean, min-max (x = study)",
+            ("sans-serif", 20),
+        )
+        .x_label_area_size(40)
+        .y_label_area_size(55);
     }
     let n = sums.len();
     let mut chart = b.build_cartesian_2d(-0.5..n as f64 - 0.5, lo..1.0)?;
@@ -380,10 +472,21 @@ fn plot_final(path: &Path, specs: &[ActSpec], runs: &[RunResult], text: bool) ->
     for (i, s) in sums.iter().enumerate() {
         let x = i as f64;
         let color = PALETTE[i % PALETTE.len()];
-        chart.draw_series(std::iter::once(ErrorBar::new_vertical(x, s.min, s.mean, s.max, color.stroke_width(2), 16)))?;
+        chart.draw_series(std::iter::once(ErrorBar::new_vertical(
+            x,
+            s.min,
+            s.mean,
+            s.max,
+            color.stroke_width(2),
+            16,
+        )))?;
         chart.draw_series(std::iter::once(Circle::new((x, s.mean), 5, color.filled())))?;
         if let Some(st) = study_accuracy(&s.activation) {
-            chart.draw_series(std::iter::once(Cross::new((x + 0.25, st), 6, BLACK.stroke_width(2))))?;
+            chart.draw_series(std::iter::once(Cross::new(
+                (x + 0.25, st),
+                6,
+                BLACK.stroke_width(2),
+            )))?;
         }
     }
     root.present()?;
@@ -411,7 +514,11 @@ mod tests {
             activation: a.into(),
             seed,
             test_accuracy: (!diverged).then_some(acc),
-            diverged: diverged.then(|| Divergence { epoch: 2, step: 17, loss: "NaN".into() }),
+            diverged: diverged.then(|| Divergence {
+                epoch: 2,
+                step: 17,
+                loss: "NaN".into(),
+            }),
             history: vec![EpochRecord {
                 epoch: 1,
                 train_loss: 0.3,
@@ -420,10 +527,12 @@ mod tests {
                 test_accuracy: acc,
                 seconds: 30.0,
                 images_per_second: 1800.0,
+                out_of_domain: None,
             }],
             parameters: 3_156_098,
             config: cfg(2),
             wall_seconds: 40.0,
+            learned_coefficients: None,
         }
     }
 
@@ -442,7 +551,10 @@ mod tests {
         append(&out, &r1).unwrap();
         append(&out, &r2).unwrap();
         // A line cut off mid-write is skipped, not fatal.
-        let mut f = OpenOptions::new().append(true).open(results_path(&out)).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(results_path(&out))
+            .unwrap();
         f.write_all(b"{\"activation\":\"sig").unwrap();
         drop(f);
         let back = read(&out).unwrap();
@@ -491,7 +603,10 @@ mod tests {
             .iter()
             .map(|s| s.parse().unwrap())
             .collect();
-        let runs = vec![result("relu", 0, 0.99, false), result("m_sigmoid", 0, 0.985, false)];
+        let runs = vec![
+            result("relu", 0, 0.99, false),
+            result("m_sigmoid", 0, 0.985, false),
+        ];
         let files = plots(&out, &specs, &runs).unwrap();
         assert_eq!(files.len(), 3);
         for f in files {

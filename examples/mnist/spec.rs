@@ -62,7 +62,11 @@ impl Exact {
 
     /// The CLI name.
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, e)| *e == self).map(|(n, _)| *n).expect("listed")
+        Self::ALL
+            .iter()
+            .find(|(_, e)| *e == self)
+            .map(|(n, _)| *n)
+            .expect("listed")
     }
 
     fn parse(s: &str) -> Option<Exact> {
@@ -82,7 +86,9 @@ impl Exact {
             Exact::Mish => Act::new(polyact::Mish),
             Exact::Softsign => Act::new(polyact::Softsign),
             Exact::Elu => Act::new(polyact::Elu::new(1.0).expect("alpha 1 is valid")),
-            Exact::LeakyRelu => Act::new(polyact::LeakyRelu::new(0.01).expect("alpha 0.01 is valid")),
+            Exact::LeakyRelu => {
+                Act::new(polyact::LeakyRelu::new(0.01).expect("alpha 0.01 is valid"))
+            }
             Exact::Identity => Act::new(polyact::Identity),
             Exact::Square => Act::new(polyact::Square),
         }
@@ -100,7 +106,9 @@ impl Exact {
             Exact::Mish => Box::new(polyact::Mish),
             Exact::Softsign => Box::new(polyact::Softsign),
             Exact::Elu => Box::new(polyact::Elu::new(1.0).expect("alpha 1 is valid")),
-            Exact::LeakyRelu => Box::new(polyact::LeakyRelu::new(0.01).expect("alpha 0.01 is valid")),
+            Exact::LeakyRelu => {
+                Box::new(polyact::LeakyRelu::new(0.01).expect("alpha 0.01 is valid"))
+            }
             Exact::Identity => Box::new(polyact::Identity),
             Exact::Square => Box::new(polyact::Square),
         }
@@ -152,7 +160,7 @@ pub fn study_accuracy(label: &str) -> Option<f64> {
 }
 
 fn taylor(f: Exact, degree: usize) -> anyhow::Result<Polynomial> {
-    Ok(crate::compat::taylor(f, degree)?)
+    crate::series::taylor(f, degree)
 }
 
 fn number<T: FromStr>(text: &str, what: &str, spec: &str) -> anyhow::Result<T> {
@@ -201,8 +209,9 @@ impl FromStr for ActSpec {
             ["minimax", f, deg, lo, hi] => {
                 let f = exact_in(f, &label)?;
                 let deg: usize = number(deg, "degree", &label)?;
-                let (lo, hi): (f64, f64) = (number(lo, "bound", &label)?, number(hi, "bound", &label)?);
-                (ActKind::Poly(crate::compat::minimax(f, deg, lo, hi)?), f)
+                let (lo, hi): (f64, f64) =
+                    (number(lo, "bound", &label)?, number(hi, "bound", &label)?);
+                (ActKind::Poly(crate::series::minimax(f, deg, lo, hi)?), f)
             }
             ["learn", ..] => {
                 let inner: ActSpec = label["learn:".len()..].parse()?;
@@ -213,7 +222,11 @@ impl FromStr for ActSpec {
             }
             _ => anyhow::bail!("cannot parse activation {label:?}"),
         };
-        Ok(Self { label, kind, family })
+        Ok(Self {
+            label,
+            kind,
+            family,
+        })
     }
 }
 
@@ -261,7 +274,13 @@ mod tests {
 
     #[test]
     fn bad_specs_are_explained() {
-        for bad in ["sigmod", "minimax:sigmoid:x:-5:5", "learn:relu", "taylor:nope:3", "a:b"] {
+        for bad in [
+            "sigmod",
+            "minimax:sigmoid:x:-5:5",
+            "learn:relu",
+            "taylor:nope:3",
+            "a:b",
+        ] {
             let err = bad.parse::<ActSpec>().unwrap_err().to_string();
             assert!(!err.is_empty(), "{bad}");
         }

@@ -26,7 +26,7 @@
 //!   well conditioned at every degree; the result is then converted to monomials in `x`
 //!   **exactly** (rational arithmetic on the `f64` values) and rounded once per coefficient.
 //!   The Chebyshev coefficients are kept in [`Fit::chebyshev`]. Chebyshev coefficients at
-//!   rounding level (below `8ε` of their sum) are set to zero, so an odd function plus a
+//!   rounding level (below `64ε` of their sum) are set to zero, so an odd function plus a
 //!   constant (sigmoid, tanh) gets exactly-zero even coefficients on a symmetric interval.
 //! * Where a function is not analytic (a [`Formula::Piecewise`](crate::Formula::Piecewise)
 //!   kink inside the interval, as in relu), quadrature panels and search grids break at the

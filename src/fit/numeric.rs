@@ -130,12 +130,12 @@ pub(crate) fn clenshaw(c: &[f64], t: f64) -> f64 {
     }
 }
 
-/// Sets to zero the Chebyshev coefficients at rounding level (below `8ε · Σ|cⱼ|`): they carry
+/// Sets to zero the Chebyshev coefficients at rounding level (below `64ε · Σ|cⱼ|`, the accuracy of the Remez and least-squares solves): they carry
 /// no information, and removing them lets symmetric functions keep exactly-zero coefficients
 /// (a degree-6 fit of sigmoid is an odd polynomial plus 1/2, of degree 5).
 pub(crate) fn drop_rounding_noise(c: &mut [f64]) {
     let total: f64 = c.iter().map(|v| v.abs()).sum();
-    let floor = 8.0 * f64::EPSILON * total;
+    let floor = 64.0 * f64::EPSILON * total;
     for v in c.iter_mut() {
         if v.abs() <= floor {
             *v = 0.0;

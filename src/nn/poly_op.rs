@@ -45,17 +45,15 @@ impl Coeffs {
 
 /// `clamp(x)` lane by lane; NaN stays NaN.
 #[inline(always)]
-fn clamp_lanes<C: Compute>(x: &mut [C; LANES], bounds: Option<(C, C)>) {
-    if let Some((lo, hi)) = bounds {
-        for v in x.iter_mut() {
-            *v = if *v < lo {
-                lo
-            } else if *v > hi {
-                hi
-            } else {
-                *v
-            };
-        }
+fn clamp_lanes<C: Compute>(x: &mut [C; LANES], (lo, hi): (C, C)) {
+    for v in x.iter_mut() {
+        *v = if *v < lo {
+            lo
+        } else if *v > hi {
+            hi
+        } else {
+            *v
+        };
     }
 }
 
@@ -74,33 +72,48 @@ fn horner_lanes<C: Compute, const FMA: bool>(coeffs: &[C], x: &[C; LANES]) -> [C
     acc
 }
 
-/// Calls `f(lanes_of_each_input…, out_lanes)` over a block `LANES` elements at a time; the
-/// ragged end is padded with zeros and only its real elements are written.
+/// An operation on `LANES` consecutive elements, from `at`, of each of `N` inputs.
+trait LaneOp<C, const N: usize> {
+    fn lanes<const FMA: bool>(&self, inputs: [&[C]; N], at: usize) -> [C; LANES];
+}
+
+/// The `LANES` elements of `input` from `at`, as an array reference (no copy).
 #[inline(always)]
-fn for_lanes<C: Compute, const N: usize>(
+fn lanes_at<C>(input: &[C], at: usize) -> &[C; LANES] {
+    input[at..at + LANES]
+        .try_into()
+        .expect("a full group of lanes")
+}
+
+/// Applies a [`LaneOp`] over a block, `LANES` elements at a time, reading the inputs in place
+/// and writing the output directly; the ragged end goes through zero-padded copies.
+/// (Everything here is `inline(always)`, so that it is compiled inside the AVX2 + FMA
+/// instantiation of the driver.)
+#[inline(always)]
+fn for_lanes<C: Compute, const N: usize, const FMA: bool>(
+    op: &impl LaneOp<C, N>,
     inputs: [&[C]; N],
     out: &mut [MaybeUninit<C>],
-    mut f: impl FnMut([[C; LANES]; N]) -> [C; LANES],
 ) {
     let n = out.len();
     let full = n - n % LANES;
     for (i, o) in out[..full].chunks_exact_mut(LANES).enumerate() {
-        let lanes = inputs.map(|x| {
-            let mut v = [C::zero(); LANES];
-            v.copy_from_slice(&x[i * LANES..(i + 1) * LANES]);
-            v
-        });
-        for (o, r) in o.iter_mut().zip(f(lanes)) {
+        let result = op.lanes::<FMA>(inputs, i * LANES);
+        for (o, &r) in o.iter_mut().zip(&result) {
             o.write(r);
         }
     }
     if full < n {
-        let lanes = inputs.map(|x| {
-            let mut v = [C::zero(); LANES];
-            v[..n - full].copy_from_slice(&x[full..n]);
-            v
-        });
-        for (o, r) in out[full..].iter_mut().zip(f(lanes)) {
+        let mut padded = [[C::zero(); LANES]; N];
+        for (p, input) in padded.iter_mut().zip(inputs) {
+            p[..n - full].copy_from_slice(&input[full..n]);
+        }
+        let mut refs: [&[C]; N] = [&[]; N];
+        for (r, p) in refs.iter_mut().zip(&padded) {
+            *r = p;
+        }
+        let result = op.lanes::<FMA>(refs, 0);
+        for (o, &r) in out[full..].iter_mut().zip(&result) {
             o.write(r);
         }
     }
@@ -116,15 +129,34 @@ pub(crate) struct Forward<'a> {
     pub(crate) clamp: Option<(f64, f64)>,
 }
 
+struct ForwardLanes<'a, C> {
+    coeffs: &'a [C],
+    bounds: Option<(C, C)>,
+}
+
+impl<C: Compute> LaneOp<C, 1> for ForwardLanes<'_, C> {
+    #[inline(always)]
+    fn lanes<const FMA: bool>(&self, [x]: [&[C]; 1], at: usize) -> [C; LANES] {
+        let x = lanes_at(x, at);
+        match self.bounds {
+            None => horner_lanes::<C, FMA>(self.coeffs, x),
+            Some(bounds) => {
+                let mut x = *x;
+                clamp_lanes(&mut x, bounds);
+                horner_lanes::<C, FMA>(self.coeffs, &x)
+            }
+        }
+    }
+}
+
 impl Map1 for Forward<'_> {
     #[inline(always)]
     fn block<C: Compute, const FMA: bool>(&self, x: &[C], out: &mut [MaybeUninit<C>]) {
-        let coeffs = self.coeffs.get::<C>();
-        let bounds = bounds::<C>(self.clamp);
-        for_lanes([x], out, |[mut x]| {
-            clamp_lanes(&mut x, bounds);
-            horner_lanes::<C, FMA>(coeffs, &x)
-        });
+        let op = ForwardLanes {
+            coeffs: self.coeffs.get::<C>(),
+            bounds: bounds::<C>(self.clamp),
+        };
+        for_lanes::<C, 1, FMA>(&op, [x], out);
     }
 }
 
@@ -134,26 +166,44 @@ pub(crate) struct Backward<'a> {
     pub(crate) clamp: Option<(f64, f64)>,
 }
 
+struct BackwardLanes<'a, C> {
+    derivative: &'a [C],
+    bounds: Option<(C, C)>,
+}
+
+impl<C: Compute> LaneOp<C, 2> for BackwardLanes<'_, C> {
+    #[inline(always)]
+    fn lanes<const FMA: bool>(&self, [x, g]: [&[C]; 2], at: usize) -> [C; LANES] {
+        let (x, g) = (lanes_at(x, at), lanes_at(g, at));
+        match self.bounds {
+            None => {
+                let mut d = horner_lanes::<C, FMA>(self.derivative, x);
+                for (d, &g) in d.iter_mut().zip(g) {
+                    *d = *d * g;
+                }
+                d
+            }
+            Some(bounds @ (lo, hi)) => {
+                let mut clamped = *x;
+                clamp_lanes(&mut clamped, bounds);
+                let mut d = horner_lanes::<C, FMA>(self.derivative, &clamped);
+                for ((d, &g), &x) in d.iter_mut().zip(g).zip(x) {
+                    *d = if x < lo || x > hi { C::zero() } else { *d * g };
+                }
+                d
+            }
+        }
+    }
+}
+
 impl Map2 for Backward<'_> {
     #[inline(always)]
     fn block<C: Compute, const FMA: bool>(&self, x: &[C], g: &[C], out: &mut [MaybeUninit<C>]) {
-        let derivative = self.derivative.get::<C>();
-        let bounds = bounds::<C>(self.clamp);
-        for_lanes([x, g], out, |[mut x, mut g]| {
-            if let Some((lo, hi)) = bounds {
-                for (g, &x) in g.iter_mut().zip(&x) {
-                    if x < lo || x > hi {
-                        *g = C::zero();
-                    }
-                }
-            }
-            clamp_lanes(&mut x, bounds);
-            let mut d = horner_lanes::<C, FMA>(derivative, &x);
-            for (d, g) in d.iter_mut().zip(g) {
-                *d = *d * g;
-            }
-            d
-        });
+        let op = BackwardLanes {
+            derivative: self.derivative.get::<C>(),
+            bounds: bounds::<C>(self.clamp),
+        };
+        for_lanes::<C, 2, FMA>(&op, [x, g], out);
     }
 }
 
@@ -185,7 +235,9 @@ impl Reduce2 for PowerSums {
             let mut power = [C::zero(); LANES];
             xv[..x.len()].copy_from_slice(x);
             power[..g.len()].copy_from_slice(g);
-            clamp_lanes(&mut xv, bounds);
+            if let Some(bounds) = bounds {
+                clamp_lanes(&mut xv, bounds);
+            }
             for (k, acc) in lanes.iter_mut().enumerate() {
                 if k > 0 {
                     for (p, &x) in power.iter_mut().zip(&xv) {
