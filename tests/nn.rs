@@ -13,7 +13,8 @@ use polyact::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// An absolute-plus-relative tolerance: `|a − b| ≤ abs` or `|a − b| ≤ rel · max(|a|, |b|)`.
+/// An absolute-plus-relative tolerance:
+/// `|a − b| ≤ abs` or `|a − b| ≤ rel · max(|a|, |b|)`.
 #[derive(Debug, Clone, Copy)]
 struct Tol {
     abs: f64,

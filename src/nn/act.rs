@@ -41,6 +41,15 @@ pub trait TensorActivation: Activation<f32> + Activation<f64> + 'static {
     ///
     /// # Errors
     /// Candle's, if a tensor op fails (an unsupported dtype or device, for example).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use polyact::nn::TensorActivation;
+    /// let xs = Tensor::new(&[-1.0_f32, 3.0], &Device::Cpu)?.to_dtype(DType::BF16)?;
+    /// let ys = polyact::Relu.forward(&xs)?;
+    /// assert_eq!(ys.dtype(), DType::BF16);
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
     fn forward(&self, xs: &Tensor) -> Result<Tensor>;
 }
 
@@ -354,6 +363,11 @@ pub struct Act {
 
 impl Act {
     /// The layer applying `activation`.
+    ///
+    /// ```
+    /// let layers = [polyact::nn::Act::new(polyact::Relu), polyact::nn::Act::new(polyact::Mish)];
+    /// assert_eq!(layers[1].name(), "mish");
+    /// ```
     pub fn new(activation: impl TensorActivation) -> Self {
         Self {
             activation: Arc::new(activation),

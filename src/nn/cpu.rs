@@ -185,7 +185,10 @@ fn has_fma() -> bool {
 /// compiled for AVX2 + FMA when the CPU has them (detected at run time on x86-64, like
 /// `Polynomial`'s slice kernels), and with a separate multiply and add otherwise.
 macro_rules! fma_dispatch {
-    ($name:ident, $fma_name:ident, $body:ident, <$($g:ident: $b:path),*>, ($($arg:ident: $ty:ty),*) $(-> $ret:ty)?) => {
+    (
+        $name:ident, $fma_name:ident, $body:ident,
+        <$($g:ident: $b:path),*>, ($($arg:ident: $ty:ty),*) $(-> $ret:ty)?
+    ) => {
         #[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
         #[target_feature(enable = "avx2,fma")]
         fn $fma_name<$($g: $b),*>($($arg: $ty),*) $(-> $ret)? {
@@ -285,7 +288,10 @@ fn map1_blocks<S: Elem, K: Map1, const FMA: bool>(kernel: &K, x: &[S], out: &mut
         S::output(o, &mut ob, |o| kernel.block::<S::C, FMA>(x, o));
     }
 }
-fma_dispatch!(map1_chunk, map1_chunk_fma, map1_blocks, <S: Elem, K: Map1>, (kernel: &K, x: &[S], out: &mut [MaybeUninit<S>]));
+fma_dispatch!(
+    map1_chunk, map1_chunk_fma, map1_blocks,
+    <S: Elem, K: Map1>, (kernel: &K, x: &[S], out: &mut [MaybeUninit<S>])
+);
 
 #[inline(always)]
 fn map2_blocks<S: Elem, K: Map2, const FMA: bool>(
@@ -307,7 +313,10 @@ fn map2_blocks<S: Elem, K: Map2, const FMA: bool>(
         S::output(o, &mut ob, |o| kernel.block::<S::C, FMA>(x, g, o));
     }
 }
-fma_dispatch!(map2_chunk, map2_chunk_fma, map2_blocks, <S: Elem, K: Map2>, (kernel: &K, x: &[S], g: &[S], out: &mut [MaybeUninit<S>]));
+fma_dispatch!(
+    map2_chunk, map2_chunk_fma, map2_blocks,
+    <S: Elem, K: Map2>, (kernel: &K, x: &[S], g: &[S], out: &mut [MaybeUninit<S>])
+);
 
 #[inline(always)]
 fn reduce2_blocks<S: Elem, K: Reduce2, const FMA: bool>(kernel: &K, x: &[S], g: &[S]) -> Vec<f64> {
@@ -322,7 +331,10 @@ fn reduce2_blocks<S: Elem, K: Reduce2, const FMA: bool>(kernel: &K, x: &[S], g: 
     }
     sums
 }
-fma_dispatch!(reduce2_chunk, reduce2_chunk_fma, reduce2_blocks, <S: Elem, K: Reduce2>, (kernel: &K, x: &[S], g: &[S]) -> Vec<f64>);
+fma_dispatch!(
+    reduce2_chunk, reduce2_chunk_fma, reduce2_blocks,
+    <S: Elem, K: Reduce2>, (kernel: &K, x: &[S], g: &[S]) -> Vec<f64>
+);
 
 fn run_map1<S: Elem>(kernel: &impl Map1, x: &[S]) -> Vec<S> {
     filled(x.len(), |out| {

@@ -57,6 +57,10 @@ pub struct RangeReport {
 
 impl RangeReport {
     /// `outside / inputs`, or 0 when nothing was seen.
+    ///
+    /// ```
+    /// assert!(polyact::nn::RangeReport::default().fraction().abs() < 1e-300);
+    /// ```
     pub fn fraction(&self) -> f64 {
         if self.inputs == 0 {
             0.0
@@ -82,7 +86,7 @@ struct Counters {
 ///
 /// * **Report**: [`out_of_range`](RangeGuard::out_of_range) measures a tensor; with monitoring
 ///   on, every forward pass adds its inputs to counters read by [`report`](RangeGuard::report)
-///   (one extra pass of tensor ops per forward, so it is off by default).
+///   (a few extra passes of tensor ops per forward, so it is off by default).
 /// * **Clamp**: with clamping on, inputs are clamped to the domain before the polynomial is
 ///   evaluated, and the gradient with respect to an input outside it is zero (that of the
 ///   clamp); coefficient gradients use the clamped inputs.
@@ -142,11 +146,25 @@ impl RangeGuard {
     }
 
     /// The interval, if any: the polynomial's domain unless the layer was given another.
+    ///
+    /// ```
+    /// let poly = polyact::presets::m_tanh().with_domain(-2.0..=2.0)?;
+    /// let layer = polyact::nn::PolyAct::new(&poly);
+    /// assert_eq!(layer.guard().domain(), Some(&(-2.0..=2.0)));
+    /// # Ok::<(), polyact::Error>(())
+    /// ```
     pub fn domain(&self) -> Option<&RangeInclusive<f64>> {
         self.domain.as_ref()
     }
 
     /// Whether inputs are clamped to the domain.
+    ///
+    /// ```
+    /// let poly = polyact::presets::m_tanh().with_domain(-2.0..=2.0)?;
+    /// assert!(!polyact::nn::PolyAct::new(&poly).guard().is_clamped());
+    /// assert!(polyact::nn::PolyAct::new(&poly).with_clamp()?.guard().is_clamped());
+    /// # Ok::<(), polyact::Error>(())
+    /// ```
     pub fn is_clamped(&self) -> bool {
         self.clamp
     }
@@ -164,6 +182,15 @@ impl RangeGuard {
     ///
     /// # Errors
     /// Candle's, if a tensor op fails.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// let poly = polyact::presets::m_sigmoid().with_domain(-5.0..=5.0)?;
+    /// let layer = polyact::nn::PolyAct::new(&poly);
+    /// let xs = Tensor::new(&[-6.0_f32, 0.0, 1.0, 7.0], &Device::Cpu)?;
+    /// assert!((layer.guard().out_of_range(&xs)? - 0.5).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn out_of_range(&self, xs: &Tensor) -> Result<f64> {
         out_of_range(xs, &self.whole_domain())
     }
@@ -175,6 +202,17 @@ impl RangeGuard {
     }
 
     /// The counts since the last [`reset`](RangeGuard::reset), or `None` when monitoring is off.
+    ///
+    /// ```
+    /// use candle_core::{Device, Module, Tensor};
+    /// let poly = polyact::presets::m_sigmoid().with_domain(-5.0..=5.0)?;
+    /// let layer = polyact::nn::PolyAct::new(&poly).with_monitor();
+    /// layer.forward(&Tensor::new(&[-6.0_f32, 0.0, 1.0, 7.0], &Device::Cpu)?)?;
+    /// let report = layer.guard().report().expect("monitoring is on");
+    /// assert_eq!((report.inputs, report.outside), (4, 2));
+    /// assert!(polyact::nn::PolyAct::new(&poly).guard().report().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn report(&self) -> Option<RangeReport> {
         self.counters.as_ref().map(|c| RangeReport {
             inputs: c.inputs.load(Ordering::Relaxed),
@@ -183,6 +221,15 @@ impl RangeGuard {
     }
 
     /// Sets the counters back to zero.
+    ///
+    /// ```
+    /// use candle_core::{Device, Module, Tensor};
+    /// let layer = polyact::nn::PolyAct::new(&polyact::presets::m_relu()).with_monitor();
+    /// layer.forward(&Tensor::new(&[1.0_f32, 2.0], &Device::Cpu)?)?;
+    /// layer.guard().reset();
+    /// assert_eq!(layer.guard().report().map(|r| r.inputs), Some(0));
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
     pub fn reset(&self) {
         if let Some(c) = &self.counters {
             c.inputs.store(0, Ordering::Relaxed);

@@ -64,6 +64,18 @@ impl LearnablePoly {
     ///
     /// # Errors
     /// Candle's, if the variable builder fails (a stored variable of another shape, for example).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use candle_nn::{VarBuilder, VarMap};
+    /// let varmap = VarMap::new();
+    /// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    /// let act = polyact::nn::LearnablePoly::new(&polyact::presets::m_tanh(), vb.pp("act"))?;
+    /// let mut names: Vec<String> = varmap.data().lock().unwrap().keys().cloned().collect();
+    /// names.sort();
+    /// assert_eq!(names, ["act.c0", "act.c1", "act.c2", "act.c3", "act.c4", "act.c5"]);
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
     pub fn new(poly: &Polynomial, vb: VarBuilder) -> Result<Self> {
         let mut values = poly.coefficients_f64();
         if values.is_empty() {

@@ -418,6 +418,11 @@ pub struct PolyAct {
 impl PolyAct {
     /// The layer for `poly`; its guard's domain is `poly`'s (if any), with clamping and
     /// monitoring off.
+    ///
+    /// ```
+    /// let layer = polyact::nn::PolyAct::new(&polyact::presets::m_relu());
+    /// assert!(!layer.guard().is_clamped());
+    /// ```
     pub fn new(poly: &Polynomial) -> Self {
         Self {
             polynomial: poly.clone(),
@@ -461,7 +466,8 @@ impl PolyAct {
     }
 
     /// The same layer counting, on every forward pass, how many inputs fall outside its domain
-    /// (read with [`RangeGuard::report`]). Costs one extra pass of tensor ops per forward.
+    /// (read with [`RangeGuard::report`]). Costs a few extra passes of tensor ops per forward
+    /// (comparisons and a sum).
     ///
     /// ```
     /// let layer = polyact::nn::PolyAct::new(&polyact::presets::m_relu()).with_monitor();
