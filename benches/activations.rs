@@ -45,14 +45,18 @@ fn polynomials() -> Vec<(String, Polynomial)> {
     out.push(("m_tanh".into(), presets::m_tanh()));
     let fitted: [&dyn Activation<f64>; 3] = [&Sigmoid, &Tanh, &Relu];
     for f in fitted {
-        let p = fit::minimax(f, 5, -5.0..=5.0).expect("minimax fit").polynomial;
+        let p = fit::minimax(f, 5, -5.0..=5.0)
+            .expect("minimax fit")
+            .polynomial;
         out.push((format!("minimax5_{}", f.name()), p));
     }
     out
 }
 
 fn inputs<T: Float>(n: usize) -> Vec<T> {
-    (0..n).map(|i| T::of(-6.0 + 12.0 * (i as f64) / (n as f64))).collect()
+    (0..n)
+        .map(|i| T::of(-6.0 + 12.0 * (i as f64) / (n as f64)))
+        .collect()
 }
 
 fn slice_group<T: Float>(c: &mut Criterion, dtype: &str) {

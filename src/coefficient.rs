@@ -318,7 +318,9 @@ impl TryFrom<CoefficientRepr> for Coefficient {
             }
             (None, Some(s)) => Ok(Coefficient::symbolic(s, repr.value)),
             (None, None) => Ok(Coefficient::approx(repr.value)),
-            (Some(_), Some(_)) => Err("a coefficient is either rational or symbolic, not both".into()),
+            (Some(_), Some(_)) => {
+                Err("a coefficient is either rational or symbolic, not both".into())
+            }
         }
     }
 }

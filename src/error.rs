@@ -61,6 +61,15 @@ pub enum Error {
         /// Upper end.
         hi: f64,
     },
+    /// An operation needs the interval a polynomial is meant for, and it has none.
+    #[error(
+        "{operation} needs the polynomial's domain, and it has none: fit the polynomial on an \
+         interval (polyact::fit; fits carry their interval) or set one with with_domain"
+    )]
+    MissingDomain {
+        /// What needed the domain, e.g. `"clamping"`.
+        operation: &'static str,
+    },
     /// A fitting method could not produce a polynomial.
     #[error("{method} fit failed: {reason}")]
     Fit {

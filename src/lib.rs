@@ -71,14 +71,14 @@ pub mod coefficient;
 pub mod error;
 pub mod fit;
 pub mod float;
-pub mod polynomial;
-#[cfg(feature = "symbolica")]
-#[cfg_attr(docsrs, doc(cfg(feature = "symbolica")))]
-pub mod taylor;
-pub mod presets;
 #[cfg(feature = "candle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "candle")))]
 pub mod nn;
+pub mod polynomial;
+pub mod presets;
+#[cfg(feature = "symbolica")]
+#[cfg_attr(docsrs, doc(cfg(feature = "symbolica")))]
+pub mod taylor;
 
 pub use activation::{
     Activation, Elu, Formula, Gelu, Identity, LeakyRelu, Mish, Relu, Sigmoid, Silu, Softplus,
@@ -93,3 +93,8 @@ pub use taylor::{
     TaylorSeries, taylor_poly, taylor_poly_at, taylor_poly_formula, taylor_series,
     taylor_series_formula,
 };
+
+// The README's Rust examples run as doctests, so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

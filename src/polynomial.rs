@@ -92,7 +92,12 @@ impl Polynomial {
     /// A polynomial from floating-point coefficients, in ascending powers. The coefficients are
     /// kept as approximate values (use [`Coefficient::from_decimal`] to read decimals exactly).
     pub fn from_f64(coefficients: &[f64]) -> Self {
-        Self::new(coefficients.iter().map(|&c| Coefficient::approx(c)).collect())
+        Self::new(
+            coefficients
+                .iter()
+                .map(|&c| Coefficient::approx(c))
+                .collect(),
+        )
     }
 
     /// The coefficients, in ascending powers.
@@ -379,7 +384,11 @@ fn horner_slice_fma<T: Float>(coefficients: &[T], xs: &[T], out: &mut [T]) {
 /// multiply-add when the CPU has it (detected at run time on x86-64) and a separate multiply
 /// and add otherwise, rather than a slow software FMA.
 pub(crate) fn horner_slice<T: Float>(coefficients: &[T], xs: &[T], out: &mut [T]) {
-    assert_eq!(xs.len(), out.len(), "eval_slice: input and output lengths differ");
+    assert_eq!(
+        xs.len(),
+        out.len(),
+        "eval_slice: input and output lengths differ"
+    );
     #[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")

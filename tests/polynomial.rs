@@ -30,7 +30,10 @@ fn horner_matches_the_power_sum() {
         for _ in 0..50 {
             let x = rng.random_range(-1.5..1.5);
             let want = naive(&c, x);
-            assert!((p.eval(x) - want).abs() < EVAL_TOLERANCE, "degree {degree} at {x}");
+            assert!(
+                (p.eval(x) - want).abs() < EVAL_TOLERANCE,
+                "degree {degree} at {x}"
+            );
         }
     }
 }
@@ -40,7 +43,9 @@ fn slice_evaluation_matches_scalar_for_every_length() {
     let p = presets::m_sigmoid();
     // Lengths around the kernel's chunk size exercise the vector body and the remainder.
     for len in [0, 1, 7, 31, 32, 33, 64, 100, 1000, 4099] {
-        let xs64: Vec<f64> = (0..len).map(|i| -4.0 + 8.0 * i as f64 / len.max(1) as f64).collect();
+        let xs64: Vec<f64> = (0..len)
+            .map(|i| -4.0 + 8.0 * i as f64 / len.max(1) as f64)
+            .collect();
         let xs32: Vec<f32> = xs64.iter().map(|&x| x as f32).collect();
         let mut out64 = vec![0.0; len];
         let mut out32 = vec![0.0_f32; len];
@@ -80,7 +85,10 @@ fn display_follows_the_documented_form() {
         (Polynomial::default(), "0"),
         (Polynomial::from_ratios(&[(0, 1), (0, 1)]), "0"),
         (Polynomial::from_ratios(&[(-1, 2), (1, 1)]), "-1/2 + x"),
-        (Polynomial::from_ratios(&[(0, 1), (-1, 1), (0, 1), (3, 1)]), "-x + 3·x^3"),
+        (
+            Polynomial::from_ratios(&[(0, 1), (-1, 1), (0, 1), (3, 1)]),
+            "-x + 3·x^3",
+        ),
         (
             Polynomial::new(vec![
                 Coefficient::symbolic("log(2)", std::f64::consts::LN_2),
@@ -132,8 +140,16 @@ fn domain_is_validated_and_travels() {
     assert_eq!(p.derivative().domain(), Some(&(-2.0..=2.0)));
     let stretched = p.rescale_input(&Coefficient::integer(-3)).unwrap();
     assert_eq!(stretched.domain(), Some(&(-6.0..=6.0)));
-    for (lo, hi) in [(1.0, 1.0), (2.0, -2.0), (f64::NAN, 1.0), (0.0, f64::INFINITY)] {
-        assert!(presets::m_tanh().with_domain(lo..=hi).is_err(), "[{lo}, {hi}]");
+    for (lo, hi) in [
+        (1.0, 1.0),
+        (2.0, -2.0),
+        (f64::NAN, 1.0),
+        (0.0, f64::INFINITY),
+    ] {
+        assert!(
+            presets::m_tanh().with_domain(lo..=hi).is_err(),
+            "[{lo}, {hi}]"
+        );
     }
 }
 
@@ -155,14 +171,25 @@ fn serde_round_trip_keeps_exact_values() {
     let back: Polynomial = serde_json::from_str(&json).unwrap();
     assert_eq!(back, p);
     assert_eq!(back.coefficients()[1].exact(), Some(&Exact::Rational(huge)));
-    assert!(serde_json::from_str::<Polynomial>(r#"{"coefficients":[{"value":1.0,"rational":"x/2"}]}"#).is_err());
+    assert!(
+        serde_json::from_str::<Polynomial>(r#"{"coefficients":[{"value":1.0,"rational":"x/2"}]}"#)
+            .is_err()
+    );
 }
 
 #[test]
 fn encrypted_cost_matches_hand_counts() {
     // (degree, Paterson–Stockmeyer multiplications, minimal depth), counted by hand:
     // x² | x² | x²,x³ | x²,x⁴=x²·x² | x²,x³ then one giant step | ...
-    let expected = [(0, 0, 0), (1, 0, 0), (2, 1, 1), (3, 2, 2), (4, 2, 2), (5, 3, 3), (8, 4, 3)];
+    let expected = [
+        (0, 0, 0),
+        (1, 0, 0),
+        (2, 1, 1),
+        (3, 2, 2),
+        (4, 2, 2),
+        (5, 3, 3),
+        (8, 4, 3),
+    ];
     for (degree, multiplications, depth) in expected {
         let mut c = vec![0.0; degree + 1];
         c[degree] = 1.0;
@@ -191,7 +218,13 @@ fn presets_match_the_published_forms() {
 
 #[test]
 fn decimals_are_read_as_written() {
-    let cases = [(0.66, "33/50"), (-1.25, "-5/4"), (1e-7, "1/10000000"), (3.0, "3"), (0.0, "0")];
+    let cases = [
+        (0.66, "33/50"),
+        (-1.25, "-5/4"),
+        (1e-7, "1/10000000"),
+        (3.0, "3"),
+        (0.0, "0"),
+    ];
     for (x, want) in cases {
         assert_eq!(Coefficient::from_decimal(x).unwrap().to_string(), want);
     }

@@ -111,7 +111,11 @@ fn large_inputs_stay_finite_f64() {
 fn nan_in_nan_out<T: Float>() {
     for (f, _) in activations::<T>() {
         assert!(f.eval(T::nan()).is_nan(), "{}(NaN) is not NaN", f.name());
-        assert!(f.derivative(T::nan()).is_nan(), "{}'(NaN) is not NaN", f.name());
+        assert!(
+            f.derivative(T::nan()).is_nan(),
+            "{}'(NaN) is not NaN",
+            f.name()
+        );
     }
 }
 
@@ -133,9 +137,17 @@ fn infinities_give_the_limits() {
             assert!(!y.is_nan(), "{}({inf}) is NaN", f.name());
             let limit = f.eval(far);
             if limit.abs() < 1e100 {
-                assert!(close(y, limit, 1e-12), "{}({inf}) = {y}, limit {limit}", f.name());
+                assert!(
+                    close(y, limit, 1e-12),
+                    "{}({inf}) = {y}, limit {limit}",
+                    f.name()
+                );
             } else {
-                assert!(y.is_infinite() && y.signum() == limit.signum(), "{}({inf}) = {y}", f.name());
+                assert!(
+                    y.is_infinite() && y.signum() == limit.signum(),
+                    "{}({inf}) = {y}",
+                    f.name()
+                );
             }
         }
     }
@@ -186,7 +198,11 @@ fn slices_match_scalars<T: Float>() {
         let mut in_place = xs.clone();
         f.eval_in_place(&mut in_place);
         for (a, b) in in_place.iter().zip(&out) {
-            assert!((*a - *b).abs() <= T::of(1e-6) * b.abs().max(T::one()), "{}", f.name());
+            assert!(
+                (*a - *b).abs() <= T::of(1e-6) * b.abs().max(T::one()),
+                "{}",
+                f.name()
+            );
         }
         f.derivative_slice(&xs, &mut out);
         for (&x, &d) in xs.iter().zip(&out) {
@@ -227,6 +243,9 @@ fn parameters_are_validated_at_construction() {
         assert!(LeakyRelu::new(bad).is_err(), "LeakyRelu::new({bad})");
     }
     let message = Elu::new(-1.0).unwrap_err().to_string();
-    assert!(message.contains("alpha") && message.contains("non-negative"), "{message}");
+    assert!(
+        message.contains("alpha") && message.contains("non-negative"),
+        "{message}"
+    );
     assert!(LeakyRelu::new(0.0).is_ok());
 }

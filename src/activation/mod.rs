@@ -97,7 +97,11 @@ pub trait Activation<T: Float>: Send + Sync {
     /// # Panics
     /// Panics if `xs` and `out` differ in length.
     fn eval_slice(&self, xs: &[T], out: &mut [T]) {
-        assert_eq!(xs.len(), out.len(), "eval_slice: input and output lengths differ");
+        assert_eq!(
+            xs.len(),
+            out.len(),
+            "eval_slice: input and output lengths differ"
+        );
         for (o, &x) in out.iter_mut().zip(xs) {
             *o = self.eval(x);
         }
@@ -115,7 +119,11 @@ pub trait Activation<T: Float>: Send + Sync {
     /// # Panics
     /// Panics if `xs` and `out` differ in length.
     fn derivative_slice(&self, xs: &[T], out: &mut [T]) {
-        assert_eq!(xs.len(), out.len(), "derivative_slice: input and output lengths differ");
+        assert_eq!(
+            xs.len(),
+            out.len(),
+            "derivative_slice: input and output lengths differ"
+        );
         for (o, &x) in out.iter_mut().zip(xs) {
             *o = self.derivative(x);
         }

@@ -129,12 +129,8 @@ impl RangeGuard {
 
     pub(crate) fn set_clamp(&mut self) -> crate::Result<()> {
         if self.domain.is_none() {
-            return Err(crate::Error::InvalidParameter {
-                activation: "polynomial layer",
-                parameter: "domain",
-                value: f64::NAN,
-                requirement: "clamping needs an interval: fit the polynomial on one \
-                              (it carries its domain) or call with_domain first",
+            return Err(crate::Error::MissingDomain {
+                operation: "clamping",
             });
         }
         self.clamp = true;

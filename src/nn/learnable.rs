@@ -117,7 +117,7 @@ impl LearnablePoly {
     /// outside; coefficient gradients use the clamped inputs.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) if the layer has no domain.
+    /// [`Error::MissingDomain`](crate::Error::MissingDomain) if the layer has no domain.
     ///
     /// ```
     /// # use candle_core::{DType, Device};

@@ -450,7 +450,7 @@ impl PolyAct {
     /// The same layer clamping its inputs to the domain: `p(clamp(x))`, gradient zero outside.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) if the layer has no domain.
+    /// [`Error::MissingDomain`](crate::Error::MissingDomain) if the layer has no domain.
     ///
     /// ```
     /// use polyact::nn::PolyAct;
