@@ -337,13 +337,17 @@ impl fmt::Display for Polynomial {
 }
 
 /// Elements evaluated side by side in the slice kernels: enough independent Horner chains to
-/// hide the latency of a fused multiply-add.
+/// hide the latency of a fused multiply-add (four 256-bit vectors of f32).
 const LANES: usize = 32;
 
-/// Horner's rule over a slice, `LANES` elements at a time so the compiler vectorises across
+/// The same with 512-bit vectors: eight chains of sixteen f32.
+#[cfg(target_arch = "x86_64")]
+const LANES_512: usize = 128;
+
+/// Horner's rule over a slice, `L` elements at a time so the compiler vectorises across
 /// elements. `step(acc, x, c)` is one Horner step, `acc · x + c`.
 #[inline(always)]
-fn horner_lanes<T: Float>(
+fn horner_lanes<T: Float, const L: usize>(
     coefficients: &[T],
     xs: &[T],
     out: &mut [T],
@@ -353,10 +357,10 @@ fn horner_lanes<T: Float>(
         out.fill(T::zero());
         return;
     };
-    let mut x_chunks = xs.chunks_exact(LANES);
-    let mut out_chunks = out.chunks_exact_mut(LANES);
+    let mut x_chunks = xs.chunks_exact(L);
+    let mut out_chunks = out.chunks_exact_mut(L);
     for (x, o) in (&mut x_chunks).zip(&mut out_chunks) {
-        let mut acc = [top; LANES];
+        let mut acc = [top; L];
         for &c in rest.iter().rev() {
             for (a, &xi) in acc.iter_mut().zip(x) {
                 *a = step(*a, xi, c);
@@ -377,7 +381,14 @@ fn horner_lanes<T: Float>(
 #[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
 #[target_feature(enable = "avx2,fma")]
 fn horner_slice_fma<T: Float>(coefficients: &[T], xs: &[T], out: &mut [T]) {
-    horner_lanes(coefficients, xs, out, T::mul_add);
+    horner_lanes::<T, LANES>(coefficients, xs, out, T::mul_add);
+}
+
+/// The slice kernel compiled for CPUs with AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+fn horner_slice_avx512<T: Float>(coefficients: &[T], xs: &[T], out: &mut [T]) {
+    horner_lanes::<T, LANES_512>(coefficients, xs, out, T::mul_add);
 }
 
 /// Evaluates the polynomial with the given coefficients over a slice, using hardware fused
@@ -389,18 +400,26 @@ pub(crate) fn horner_slice<T: Float>(coefficients: &[T], xs: &[T], out: &mut [T]
         out.len(),
         "eval_slice: input and output lengths differ"
     );
-    #[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
+    #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("fma") {
             // SAFETY: the CPU supports every feature the kernel is compiled for.
+            unsafe { horner_slice_avx512(coefficients, xs, out) };
+            return;
+        }
+        #[cfg(not(target_feature = "fma"))]
+        if has!("avx2") && has!("fma") {
+            // SAFETY: as above.
             unsafe { horner_slice_fma(coefficients, xs, out) };
         } else {
-            horner_lanes(coefficients, xs, out, |acc, x, c| acc * x + c);
+            horner_lanes::<T, LANES>(coefficients, xs, out, |acc, x, c| acc * x + c);
         }
+        #[cfg(target_feature = "fma")]
+        horner_lanes::<T, LANES>(coefficients, xs, out, T::mul_add);
     }
-    #[cfg(not(all(target_arch = "x86_64", not(target_feature = "fma"))))]
-    horner_lanes(coefficients, xs, out, T::mul_add);
+    #[cfg(not(target_arch = "x86_64"))]
+    horner_lanes::<T, LANES>(coefficients, xs, out, T::mul_add);
 }
 
 impl<T: Float> Activation<T> for Polynomial {
@@ -429,37 +448,50 @@ impl<T: Float> Activation<T> for Polynomial {
     }
 
     fn eval_slice(&self, xs: &[T], out: &mut [T]) {
-        let coefficients: Vec<T> = self
-            .coefficients
-            .iter()
-            .map(|c| T::of(c.to_f64()))
-            .collect();
-        horner_slice(&coefficients, xs, out);
+        with_coefficients(self.coefficients.iter().map(Coefficient::to_f64), |c| {
+            horner_slice(c, xs, out)
+        });
     }
 
     fn eval_in_place(&self, xs: &mut [T]) {
         // Horner over a copy of each chunk keeps the kernel's vectorised shape.
-        let coefficients: Vec<T> = self
-            .coefficients
-            .iter()
-            .map(|c| T::of(c.to_f64()))
-            .collect();
-        let mut input = [T::zero(); 1024];
-        for chunk in xs.chunks_mut(1024) {
-            let input = &mut input[..chunk.len()];
-            input.copy_from_slice(chunk);
-            horner_slice(&coefficients, input, chunk);
-        }
+        with_coefficients(self.coefficients.iter().map(Coefficient::to_f64), |c| {
+            let mut input = [T::zero(); 1024];
+            for chunk in xs.chunks_mut(1024) {
+                let input = &mut input[..chunk.len()];
+                input.copy_from_slice(chunk);
+                horner_slice(c, input, chunk);
+            }
+        });
     }
 
     fn derivative_slice(&self, xs: &[T], out: &mut [T]) {
-        let coefficients: Vec<T> = self
+        let derivative = self
             .coefficients
             .iter()
             .enumerate()
             .skip(1)
-            .map(|(k, c)| T::of(c.to_f64() * k as f64))
-            .collect();
-        horner_slice(&coefficients, xs, out);
+            .map(|(k, c)| c.to_f64() * k as f64);
+        with_coefficients(derivative, |c| horner_slice(c, xs, out));
+    }
+}
+
+/// Runs `f` on the coefficients converted to `T`, on the stack for the usual small degrees, so
+/// that evaluating a short slice costs no allocation.
+fn with_coefficients<T: Float, R>(
+    coefficients: impl ExactSizeIterator<Item = f64>,
+    f: impl FnOnce(&[T]) -> R,
+) -> R {
+    const ON_STACK: usize = 32;
+    let n = coefficients.len();
+    if n <= ON_STACK {
+        let mut buffer = [T::zero(); ON_STACK];
+        for (b, c) in buffer.iter_mut().zip(coefficients) {
+            *b = T::of(c);
+        }
+        f(&buffer[..n])
+    } else {
+        let buffer: Vec<T> = coefficients.map(T::of).collect();
+        f(&buffer)
     }
 }
