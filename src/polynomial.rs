@@ -300,40 +300,49 @@ impl fmt::Display for Polynomial {
     /// Writes `1/2 + 1/4·x - 1/48·x^3 + 1/480·x^5`: ascending powers, zero terms left out,
     /// exact coefficients where known; `0` for the zero polynomial.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for (k, c) in self.coefficients.iter().enumerate() {
-            if c.is_zero() {
-                continue;
-            }
-            let negative = c.to_f64() < 0.0;
-            match (first, negative) {
-                (true, true) => f.write_str("-")?,
-                (true, false) => {}
-                (false, true) => f.write_str(" - ")?,
-                (false, false) => f.write_str(" + ")?,
-            }
-            first = false;
-            let magnitude = c.fmt_abs();
-            let magnitude = if magnitude.starts_with('-')
-                || crate::coefficient::has_top_level_sign(&magnitude)
-            {
+        write_terms(f, &self.coefficients, "x")
+    }
+}
+
+/// Writes `Σ cₖ·variableᵏ` as polyact prints polynomials: ascending powers, zero terms left
+/// out, signs between terms, a closed form that is a sum in parentheses, `0` when all vanish.
+pub(crate) fn write_terms(
+    f: &mut fmt::Formatter<'_>,
+    coefficients: &[Coefficient],
+    variable: &str,
+) -> fmt::Result {
+    let mut first = true;
+    for (k, c) in coefficients.iter().enumerate() {
+        if c.is_zero() {
+            continue;
+        }
+        let negative = c.to_f64() < 0.0;
+        match (first, negative) {
+            (true, true) => f.write_str("-")?,
+            (true, false) => {}
+            (false, true) => f.write_str(" - ")?,
+            (false, false) => f.write_str(" + ")?,
+        }
+        first = false;
+        let magnitude = c.fmt_abs();
+        let magnitude =
+            if magnitude.starts_with('-') || crate::coefficient::has_top_level_sign(&magnitude) {
                 format!("({magnitude})")
             } else {
                 magnitude
             };
-            match (k, c.is_unit_magnitude()) {
-                (0, _) => f.write_str(&magnitude)?,
-                (1, true) => f.write_str("x")?,
-                (1, false) => write!(f, "{magnitude}·x")?,
-                (_, true) => write!(f, "x^{k}")?,
-                (_, false) => write!(f, "{magnitude}·x^{k}")?,
-            }
+        match (k, c.is_unit_magnitude()) {
+            (0, _) => f.write_str(&magnitude)?,
+            (1, true) => f.write_str(variable)?,
+            (1, false) => write!(f, "{magnitude}·{variable}")?,
+            (_, true) => write!(f, "{variable}^{k}")?,
+            (_, false) => write!(f, "{magnitude}·{variable}^{k}")?,
         }
-        if first {
-            f.write_str("0")?;
-        }
-        Ok(())
     }
+    if first {
+        f.write_str("0")?;
+    }
+    Ok(())
 }
 
 /// Elements evaluated side by side in the slice kernels: enough independent Horner chains to

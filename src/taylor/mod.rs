@@ -119,7 +119,7 @@ use num_traits::{One, Signed, Zero};
 
 use crate::activation::{Activation, Formula};
 use crate::coefficient::decimal_to_rational;
-use crate::{Coefficient, Error, Exact, Polynomial, Result};
+use crate::{Coefficient, Error, Polynomial, Result};
 
 /// The highest degree accepted. Expansion time grows quickly with the degree (sigmoid:
 /// about 60 ms at 30, 1 s at 60, 8 s at 100), and such polynomials are of no use for
@@ -265,75 +265,11 @@ impl fmt::Display for TaylorSeries {
         let variable = if self.point_exact.is_zero() {
             "x".to_owned()
         } else if self.point_exact.is_negative() {
-            format!("(x + {})", rational_text(&-&self.point_exact))
+            format!("(x + {})", -&self.point_exact)
         } else {
-            format!("(x - {})", rational_text(&self.point_exact))
+            format!("(x - {})", self.point_exact)
         };
-        let mut first = true;
-        for (k, c) in self.about_point.iter().enumerate() {
-            if c.is_zero() {
-                continue;
-            }
-            let (negative, magnitude) = sign_and_magnitude(c);
-            match (first, negative) {
-                (true, true) => f.write_str("-")?,
-                (true, false) => {}
-                (false, true) => f.write_str(" - ")?,
-                (false, false) => f.write_str(" + ")?,
-            }
-            first = false;
-            let magnitude = if has_top_level_sign(&magnitude) {
-                format!("({magnitude})")
-            } else {
-                magnitude
-            };
-            match (k, c.is_unit_magnitude()) {
-                (0, _) => f.write_str(&magnitude)?,
-                (1, true) => f.write_str(&variable)?,
-                (1, false) => write!(f, "{magnitude}·{variable}")?,
-                (_, true) => write!(f, "{variable}^{k}")?,
-                (_, false) => write!(f, "{magnitude}·{variable}^{k}")?,
-            }
-        }
-        if first {
-            f.write_str("0")?;
-        }
-        Ok(())
-    }
-}
-
-/// The sign to print before a term and the text after it. A closed form is written as it
-/// is, with its own leading minus sign moved out when that is the only top-level sign
-/// (`-1/(6*sqrt(2*pi))`); a closed form that is a sum stays whole, after a `+`.
-fn sign_and_magnitude(c: &Coefficient) -> (bool, String) {
-    match c.exact() {
-        Some(Exact::Symbolic(text)) => match text.strip_prefix('-') {
-            Some(rest) if !has_top_level_sign(rest) => (true, rest.to_owned()),
-            _ => (false, text.clone()),
-        },
-        _ => (c.to_f64() < 0.0, c.fmt_abs()),
-    }
-}
-
-/// Whether `text` has a `+` or `-` outside parentheses, after its first character.
-fn has_top_level_sign(text: &str) -> bool {
-    let mut depth = 0usize;
-    for (i, ch) in text.char_indices() {
-        match ch {
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            '+' | '-' if depth == 0 && i > 0 => return true,
-            _ => {}
-        }
-    }
-    false
-}
-
-fn rational_text(r: &BigRational) -> String {
-    if r.is_integer() {
-        r.numer().to_string()
-    } else {
-        format!("{}/{}", r.numer(), r.denom())
+        crate::polynomial::write_terms(f, &self.about_point, &variable)
     }
 }
 
