@@ -172,49 +172,25 @@ impl Model {
                 .insert(name.to_string(), var.clone());
             Ok(var)
         };
-        let kk = |g: ConvGeom| g.k * g.k;
-        let conv1 = (
-            add(
-                "conv2d.kernel",
-                &[CONV1.patch(), CONV1.cout],
-                glorot(
-                    CONV1.patch() * CONV1.cout,
-                    CONV1.patch(),
-                    kk(CONV1) * CONV1.cout,
-                    rng,
-                ),
-            )?,
-            add("conv2d.bias", &[CONV1.cout], vec![0.0; CONV1.cout])?,
-        );
-        let conv2 = (
-            add(
-                "conv2d_1.kernel",
-                &[CONV2.patch(), CONV2.cout],
-                glorot(
-                    CONV2.patch() * CONV2.cout,
-                    CONV2.patch(),
-                    kk(CONV2) * CONV2.cout,
-                    rng,
-                ),
-            )?,
-            add("conv2d_1.bias", &[CONV2.cout], vec![0.0; CONV2.cout])?,
-        );
-        let dense1 = (
-            add(
-                "dense.kernel",
-                &[FLAT, HIDDEN],
-                glorot(FLAT * HIDDEN, FLAT, HIDDEN, rng),
-            )?,
-            add("dense.bias", &[HIDDEN], vec![0.0; HIDDEN])?,
-        );
-        let dense2 = (
-            add(
-                "dense_1.kernel",
-                &[HIDDEN, CLASSES],
-                glorot(HIDDEN * CLASSES, HIDDEN, CLASSES, rng),
-            )?,
-            add("dense_1.bias", &[CLASSES], vec![0.0; CLASSES])?,
-        );
+        // A kernel of shape [rows, cols] (Glorot-uniform with the given fan-out) and a zero bias.
+        let layer = |name: &str, rows: usize, cols: usize, fan_out: usize, rng: &mut StdRng| {
+            anyhow::Ok((
+                add(
+                    &format!("{name}.kernel"),
+                    &[rows, cols],
+                    glorot(rows * cols, rows, fan_out, rng),
+                )?,
+                add(&format!("{name}.bias"), &[cols], vec![0.0; cols])?,
+            ))
+        };
+        // A convolution's fan-out is k·k·cout, as in Keras.
+        let conv_layer = |name: &str, g: ConvGeom, rng: &mut StdRng| {
+            layer(name, g.patch(), g.cout, g.k * g.k * g.cout, rng)
+        };
+        let conv1 = conv_layer("conv2d", CONV1, rng)?;
+        let conv2 = conv_layer("conv2d_1", CONV2, rng)?;
+        let dense1 = layer("dense", FLAT, HIDDEN, HIDDEN, rng)?;
+        let dense2 = layer("dense_1", HIDDEN, CLASSES, CLASSES, rng)?;
         let hidden = Hidden::new(spec, range, &varmap, device)?;
         Ok(Self {
             conv1,
