@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use polyact::{
-    Activation, Elu, Float, Gelu, Identity, LeakyRelu, Mish, Polynomial, Relu, Sigmoid, Silu,
+    Activation, Elu, Real, Gelu, Identity, LeakyRelu, Mish, Polynomial, Relu, Sigmoid, Silu,
     Softplus, Softsign, Square, Tanh, fit, presets, taylor_poly,
 };
 
 const SIZES: [usize; 3] = [1 << 10, 1 << 16, 1 << 20];
 
-fn exact<T: Float>() -> Vec<Box<dyn Activation<T>>> {
+fn exact<T: Real>() -> Vec<Box<dyn Activation<T>>> {
     vec![
         Box::new(Sigmoid),
         Box::new(Tanh),
@@ -53,13 +53,13 @@ fn polynomials() -> Vec<(String, Polynomial)> {
     out
 }
 
-fn inputs<T: Float>(n: usize) -> Vec<T> {
+fn inputs<T: Real>(n: usize) -> Vec<T> {
     (0..n)
         .map(|i| T::of(-6.0 + 12.0 * (i as f64) / (n as f64)))
         .collect()
 }
 
-fn slice_group<T: Float>(c: &mut Criterion, dtype: &str) {
+fn slice_group<T: Real>(c: &mut Criterion, dtype: &str) {
     let polys = polynomials();
     for n in SIZES {
         let mut group = c.benchmark_group(format!("slice_{dtype}_{n}"));
@@ -85,7 +85,7 @@ fn slice_group<T: Float>(c: &mut Criterion, dtype: &str) {
     }
 }
 
-fn scalar_group<T: Float>(c: &mut Criterion, dtype: &str) {
+fn scalar_group<T: Real>(c: &mut Criterion, dtype: &str) {
     let n = 1 << 10;
     let mut group = c.benchmark_group(format!("scalar_{dtype}"));
     group.throughput(Throughput::Elements(n as u64));

@@ -88,3 +88,24 @@ pub enum Error {
 
 /// `Result` with polyact's [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<std::convert::Infallible> for Error {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
+/// At most this many characters of a user's input are quoted back in a message.
+const QUOTE_LIMIT: usize = 80;
+
+/// `text` as a message quotes it: whole when short, else its start, an ellipsis and its length,
+/// so that an error never echoes a 100 kB input.
+pub(crate) fn shorten(text: &str) -> String {
+    let chars = text.chars().count();
+    if chars <= QUOTE_LIMIT {
+        text.to_string()
+    } else {
+        let head: String = text.chars().take(QUOTE_LIMIT - 20).collect();
+        format!("{head}… ({chars} characters)")
+    }
+}

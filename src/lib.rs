@@ -66,16 +66,18 @@
 #![deny(clippy::float_cmp)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod activation;
-pub mod coefficient;
-pub mod error;
+mod activation;
+mod coefficient;
+mod error;
 pub mod fit;
-pub mod float;
+mod interval;
 #[cfg(feature = "candle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "candle")))]
 pub mod nn;
-pub mod polynomial;
+mod polynomial;
 pub mod presets;
+pub mod registry;
+mod real;
 #[cfg(feature = "symbolica")]
 #[cfg_attr(docsrs, doc(cfg(feature = "symbolica")))]
 pub mod taylor;
@@ -86,8 +88,10 @@ pub use activation::{
 };
 pub use coefficient::{Coefficient, Exact};
 pub use error::{Error, Result};
-pub use float::Float;
+pub use interval::Interval;
+pub use polynomial::kernel;
 pub use polynomial::{EncryptedCost, Polynomial};
+pub use real::Real;
 #[cfg(feature = "symbolica")]
 pub use taylor::{
     TaylorSeries, taylor_poly, taylor_poly_at, taylor_poly_formula, taylor_series,

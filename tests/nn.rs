@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::{AdamW, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use polyact::nn::{Act, Elementwise, LearnablePoly, PolyAct, TensorActivation};
 use polyact::{
-    Activation, Elu, Float, Formula, Gelu, Identity, LeakyRelu, Mish, Polynomial, Relu, Sigmoid,
+    Activation, Elu, Real, Formula, Gelu, Identity, LeakyRelu, Mish, Polynomial, Relu, Sigmoid,
     Silu, Softplus, Softsign, Square, Tanh,
 };
 use rand::rngs::StdRng;
@@ -124,7 +124,7 @@ fn value_and_grad(layer: &dyn Module, x: &Tensor, seed: u64) -> Result<(Tensor, 
 /// x / (1 + x²): an activation defined outside polyact.
 struct Bump;
 
-impl<T: Float> Activation<T> for Bump {
+impl<T: Real> Activation<T> for Bump {
     fn name(&self) -> &str {
         "bump"
     }

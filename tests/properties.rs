@@ -3,7 +3,7 @@
 //! evaluation against scalar evaluation, and values against independent closed forms.
 
 use polyact::{
-    Activation, Elu, Float, Gelu, Identity, LeakyRelu, Mish, Relu, Sigmoid, Silu, Softplus,
+    Activation, Elu, Real, Gelu, Identity, LeakyRelu, Mish, Relu, Sigmoid, Silu, Softplus,
     Softsign, Square, Tanh, presets,
 };
 
@@ -14,7 +14,7 @@ const FD_STEP: f64 = 1e-5;
 const F32_ULPS: f64 = 8.0 * f32::EPSILON as f64;
 
 /// Every activation under test, with whether it has a kink at 0.
-fn activations<T: Float>() -> Vec<(Box<dyn Activation<T>>, bool)> {
+fn activations<T: Real>() -> Vec<(Box<dyn Activation<T>>, bool)> {
     vec![
         (Box::new(Sigmoid), false),
         (Box::new(Tanh), false),
@@ -84,7 +84,7 @@ fn f32_agrees_with_f64() {
     }
 }
 
-fn large_inputs_stay_finite<T: Float>() {
+fn large_inputs_stay_finite<T: Real>() {
     for (f, _) in activations::<T>() {
         if matches!(f.name(), "square" | "polynomial") {
             continue; // grow without bound by design; f32 overflows for x⁵ at 1e4
@@ -108,7 +108,7 @@ fn large_inputs_stay_finite_f64() {
     large_inputs_stay_finite::<f64>();
 }
 
-fn nan_in_nan_out<T: Float>() {
+fn nan_in_nan_out<T: Real>() {
     for (f, _) in activations::<T>() {
         assert!(f.eval(T::nan()).is_nan(), "{}(NaN) is not NaN", f.name());
         assert!(
@@ -182,7 +182,7 @@ fn values_match_closed_forms() {
     assert!((Activation::<f64>::eval(&elu, -1.0) - (-0.6321205588285577)).abs() < 1e-15);
 }
 
-fn slices_match_scalars<T: Float>() {
+fn slices_match_scalars<T: Real>() {
     let xs: Vec<T> = grid(-5.0, 5.0, 1030).map(T::of).collect();
     let mut out = vec![T::zero(); xs.len()];
     for (f, _) in activations::<T>() {

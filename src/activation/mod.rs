@@ -27,7 +27,7 @@ pub use piecewise::{Elu, LeakyRelu, Relu, Softsign};
 pub use simple::{Identity, Square};
 pub use smooth::{Gelu, Mish, Sigmoid, Silu, Softplus, Tanh};
 
-use crate::Float;
+use crate::Real;
 
 /// The symbolic definition of an activation, in the syntax of the series engine
 /// (`x` is the variable; `exp`, `log`, `sqrt`, `erf`, `+ - * / ^` are understood).
@@ -79,7 +79,7 @@ pub enum Formula {
 /// assert!((Sigmoid.eval(0.0_f64) - 0.5).abs() < 1e-15);
 /// assert!((Activation::<f64>::derivative(&Sigmoid, 0.0) - 0.25).abs() < 1e-15);
 /// ```
-pub trait Activation<T: Float>: Send + Sync {
+pub trait Activation<T: Real>: Send + Sync {
     /// A short lower-case name, e.g. `"sigmoid"`.
     fn name(&self) -> &str;
 
@@ -130,7 +130,7 @@ pub trait Activation<T: Float>: Send + Sync {
     }
 }
 
-impl<T: Float, A: Activation<T> + ?Sized> Activation<T> for &A {
+impl<T: Real, A: Activation<T> + ?Sized> Activation<T> for &A {
     fn name(&self) -> &str {
         (**self).name()
     }
@@ -154,7 +154,7 @@ impl<T: Float, A: Activation<T> + ?Sized> Activation<T> for &A {
     }
 }
 
-impl<T: Float, A: Activation<T> + ?Sized> Activation<T> for Box<A> {
+impl<T: Real, A: Activation<T> + ?Sized> Activation<T> for Box<A> {
     fn name(&self) -> &str {
         (**self).name()
     }

@@ -2,7 +2,7 @@
 
 use super::{Activation, Formula};
 use crate::coefficient::decimal_to_rational;
-use crate::{Error, Float, Result};
+use crate::{Error, Real, Result};
 
 /// The exact text of a user parameter for formulas: `0.01` becomes `1/100`.
 fn parameter_text(value: f64) -> String {
@@ -39,7 +39,7 @@ fn non_negative(activation: &'static str, parameter: &'static str, value: f64) -
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Relu;
 
-impl<T: Float> Activation<T> for Relu {
+impl<T: Real> Activation<T> for Relu {
     fn name(&self) -> &str {
         "relu"
     }
@@ -97,7 +97,7 @@ impl LeakyRelu {
     }
 }
 
-impl<T: Float> Activation<T> for LeakyRelu {
+impl<T: Real> Activation<T> for LeakyRelu {
     fn name(&self) -> &str {
         "leaky_relu"
     }
@@ -163,7 +163,7 @@ impl Default for Elu {
     }
 }
 
-impl<T: Float> Activation<T> for Elu {
+impl<T: Real> Activation<T> for Elu {
     fn name(&self) -> &str {
         "elu"
     }
@@ -202,7 +202,7 @@ impl<T: Float> Activation<T> for Elu {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Softsign;
 
-impl<T: Float> Activation<T> for Softsign {
+impl<T: Real> Activation<T> for Softsign {
     fn name(&self) -> &str {
         "softsign"
     }

@@ -1,7 +1,7 @@
 //! The polynomial activations `x` and `x²`.
 
 use super::{Activation, Formula};
-use crate::Float;
+use crate::Real;
 
 /// The identity, `x` (a linear layer with no activation).
 ///
@@ -12,7 +12,7 @@ use crate::Float;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Identity;
 
-impl<T: Float> Activation<T> for Identity {
+impl<T: Real> Activation<T> for Identity {
     fn name(&self) -> &str {
         "identity"
     }
@@ -37,7 +37,7 @@ impl<T: Float> Activation<T> for Identity {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Square;
 
-impl<T: Float> Activation<T> for Square {
+impl<T: Real> Activation<T> for Square {
     fn name(&self) -> &str {
         "square"
     }

@@ -1,10 +1,10 @@
 //! Activations that are analytic on the whole real line.
 
 use super::{Activation, Formula};
-use crate::Float;
+use crate::Real;
 
 /// The limit of a function at ±∞, used to avoid `∞ · 0` in products such as `x · σ(x)`.
-fn at_infinity<T: Float>(x: T, at_neg: T, at_pos: T) -> Option<T> {
+fn at_infinity<T: Real>(x: T, at_neg: T, at_pos: T) -> Option<T> {
     if x.is_infinite() {
         Some(if x.is_sign_negative() { at_neg } else { at_pos })
     } else {
@@ -13,7 +13,7 @@ fn at_infinity<T: Float>(x: T, at_neg: T, at_pos: T) -> Option<T> {
 }
 
 /// `1 / (1 + e^-x)` without overflow: `e^x / (1 + e^x)` for negative `x`.
-pub(crate) fn sigmoid<T: Float>(x: T) -> T {
+pub(crate) fn sigmoid<T: Real>(x: T) -> T {
     if x >= T::zero() {
         T::one() / (T::one() + (-x).exp())
     } else {
@@ -23,7 +23,7 @@ pub(crate) fn sigmoid<T: Float>(x: T) -> T {
 }
 
 /// `ln(1 + e^x)` without overflow: `max(x, 0) + ln(1 + e^-|x|)`.
-pub(crate) fn softplus<T: Float>(x: T) -> T {
+pub(crate) fn softplus<T: Real>(x: T) -> T {
     if x.is_nan() {
         return x;
     }
@@ -31,7 +31,7 @@ pub(crate) fn softplus<T: Float>(x: T) -> T {
 }
 
 /// The standard normal CDF `Φ(x) = erfc(-x/√2) / 2`, accurate in both tails.
-fn normal_cdf<T: Float>(x: T) -> T {
+fn normal_cdf<T: Real>(x: T) -> T {
     T::of(0.5 * libm::erfc(-x.as_f64() * std::f64::consts::FRAC_1_SQRT_2))
 }
 
@@ -50,12 +50,12 @@ pub struct Sigmoid;
 
 impl Sigmoid {
     /// The derivative written in terms of the output `y = σ(x)`: `σ'(x) = y (1 - y)`.
-    pub fn derivative_from_output<T: Float>(y: T) -> T {
+    pub fn derivative_from_output<T: Real>(y: T) -> T {
         y * (T::one() - y)
     }
 }
 
-impl<T: Float> Activation<T> for Sigmoid {
+impl<T: Real> Activation<T> for Sigmoid {
     fn name(&self) -> &str {
         "sigmoid"
     }
@@ -84,12 +84,12 @@ pub struct Tanh;
 
 impl Tanh {
     /// The derivative written in terms of the output `y = tanh x`: `1 - y²`.
-    pub fn derivative_from_output<T: Float>(y: T) -> T {
+    pub fn derivative_from_output<T: Real>(y: T) -> T {
         T::one() - y * y
     }
 }
 
-impl<T: Float> Activation<T> for Tanh {
+impl<T: Real> Activation<T> for Tanh {
     fn name(&self) -> &str {
         "tanh"
     }
@@ -117,7 +117,7 @@ impl<T: Float> Activation<T> for Tanh {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Softplus;
 
-impl<T: Float> Activation<T> for Softplus {
+impl<T: Real> Activation<T> for Softplus {
     fn name(&self) -> &str {
         "softplus"
     }
@@ -143,7 +143,7 @@ impl<T: Float> Activation<T> for Softplus {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Gelu;
 
-impl<T: Float> Activation<T> for Gelu {
+impl<T: Real> Activation<T> for Gelu {
     fn name(&self) -> &str {
         "gelu"
     }
@@ -171,7 +171,7 @@ impl<T: Float> Activation<T> for Gelu {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Silu;
 
-impl<T: Float> Activation<T> for Silu {
+impl<T: Real> Activation<T> for Silu {
     fn name(&self) -> &str {
         "silu"
     }
@@ -201,7 +201,7 @@ impl<T: Float> Activation<T> for Silu {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Mish;
 
-impl<T: Float> Activation<T> for Mish {
+impl<T: Real> Activation<T> for Mish {
     fn name(&self) -> &str {
         "mish"
     }

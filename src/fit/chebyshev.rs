@@ -1,11 +1,9 @@
 //! Interpolation at Chebyshev nodes.
 
 use std::f64::consts::PI;
-use std::ops::RangeInclusive;
-
-use super::numeric::{Span, check_finite, eval_all};
+use super::numeric::{check_finite, eval_all};
 use super::{Fit, Method, check_degree, finish};
-use crate::{Activation, Result};
+use crate::{Activation, Error, Interval, Result};
 
 /// The polynomial of degree ≤ `degree` that interpolates `f` at the `degree + 1` Chebyshev
 /// nodes of the first kind on `interval`, `xⱼ = (a + b)/2 + (b − a)/2 · cos(π(j + ½)/(n + 1))`.
@@ -32,11 +30,11 @@ use crate::{Activation, Result};
 pub fn chebyshev<A: Activation<f64> + ?Sized>(
     f: &A,
     degree: usize,
-    interval: RangeInclusive<f64>,
+    interval: impl TryInto<Interval, Error: Into<Error>>,
 ) -> Result<Fit> {
     let method = Method::Chebyshev;
     check_degree(method, degree)?;
-    let span = Span::new(&interval)?;
+    let span = super::interval(interval)?;
     let count = degree + 1;
     let angle = |j: usize| PI * (j as f64 + 0.5) / count as f64;
     let xs: Vec<f64> = (0..count).map(|j| span.x_of(angle(j).cos())).collect();

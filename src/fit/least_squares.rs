@@ -1,12 +1,10 @@
 //! Least-squares fits: continuous on an interval, or over a sample of the inputs a layer sees.
 
-use std::ops::RangeInclusive;
-
-use super::numeric::{
-    GivensLeastSquares, Span, chebyshev_row, check_finite, composite_rule, eval_all,
+use super::numeric::{self, 
+    GivensLeastSquares, chebyshev_row, check_finite, composite_rule, eval_all,
 };
 use super::{Fit, Method, QUADRATURE_POINTS, check_degree, finish};
-use crate::{Activation, Error, Result};
+use crate::{Activation, Error, Interval, Result};
 
 /// The polynomial of degree ≤ `degree` with the smallest mean square error on `interval`,
 /// `∫ₐᵇ (p(x) − f(x))² dx`.
@@ -34,12 +32,12 @@ use crate::{Activation, Error, Result};
 pub fn least_squares<A: Activation<f64> + ?Sized>(
     f: &A,
     degree: usize,
-    interval: RangeInclusive<f64>,
+    interval: impl TryInto<Interval, Error: Into<Error>>,
 ) -> Result<Fit> {
     let method = Method::LeastSquares;
     check_degree(method, degree)?;
-    let span = Span::new(&interval)?;
-    let kinks = span.kinks([f.formula()]);
+    let span = super::interval(interval)?;
+    let kinks = numeric::kinks(span, [f.formula()]);
     // Enough panels that the rule is exact for p² on each panel up to high degrees.
     let panels = super::QUADRATURE_PANELS.max(2 * degree);
     let rule = composite_rule(span, &kinks, panels, QUADRATURE_POINTS);
@@ -130,7 +128,7 @@ pub fn least_squares_on_samples<A: Activation<f64> + ?Sized>(
         });
     }
     drop(distinct);
-    let span = Span::new(&(lo..=hi))?;
+    let span = Interval::new(lo, hi)?;
     let ys = eval_all(f, samples);
     check_finite(method.name(), f.name(), samples, &ys)?;
     let mut problem = GivensLeastSquares::new(degree + 1);

@@ -1,13 +1,11 @@
 //! Best uniform approximation by the Remez exchange algorithm.
 
 use std::f64::consts::PI;
-use std::ops::RangeInclusive;
-
-use super::numeric::{
-    Span, chebyshev_row, check_finite, clenshaw, eval_all, maximize, solve_dense,
+use super::numeric::{self, 
+    chebyshev_row, check_finite, clenshaw, eval_all, maximize, solve_dense,
 };
 use super::{Fit, Method, check_degree, finish};
-use crate::{Activation, Error, Result};
+use crate::{Activation, Error, Interval, Result};
 
 /// Remez iterations before giving up.
 const MAX_ITERATIONS: usize = 100;
@@ -55,11 +53,11 @@ const EXACT: f64 = 1e-13;
 pub fn minimax<A: Activation<f64> + ?Sized>(
     f: &A,
     degree: usize,
-    interval: RangeInclusive<f64>,
+    interval: impl TryInto<Interval, Error: Into<Error>>,
 ) -> Result<Fit> {
     let method = Method::Minimax;
     check_degree(method, degree)?;
-    let span = Span::new(&interval)?;
+    let span = super::interval(interval)?;
     let fail = |reason: String| Error::Fit {
         method: method.name(),
         reason,
@@ -67,13 +65,12 @@ pub fn minimax<A: Activation<f64> + ?Sized>(
     let g = |t: f64| f.eval(span.x_of(t));
 
     // The search grid, in t ∈ [-1, 1], with the kinks of f.
-    let unit = Span { lo: -1.0, hi: 1.0 };
-    let kinks: Vec<f64> = span
-        .kinks([f.formula()])
+    let unit = Interval::new(-1.0, 1.0)?;
+    let kinks: Vec<f64> = numeric::kinks(span, [f.formula()])
         .into_iter()
         .map(|x| span.t_of(x))
         .collect();
-    let ts = unit.grid((64 * (degree + 2)).max(2048), &kinks);
+    let ts = numeric::grid(unit, (64 * (degree + 2)).max(2048), &kinks);
     let xs: Vec<f64> = ts.iter().map(|&t| span.x_of(t)).collect();
     let gs = eval_all(f, &xs);
     check_finite(method.name(), f.name(), &xs, &gs)?;

@@ -5,83 +5,40 @@
 //! Nothing here is public: the fits expose polynomials and reports, never these pieces.
 
 use std::f64::consts::PI;
-use std::ops::RangeInclusive;
 
 use num_bigint::BigInt;
 use num_rational::BigRational;
-use num_traits::{One, ToPrimitive, Zero};
+use num_traits::{One, Zero};
 
 use crate::activation::{Activation, Formula};
-use crate::polynomial::check_interval;
-use crate::{Error, Result};
+use crate::{Coefficient, Error, Interval, Polynomial, Result};
 
-/// A validated interval `[lo, hi]` and its affine map onto `t ∈ [-1, 1]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Span {
-    pub lo: f64,
-    pub hi: f64,
+/// The points strictly inside `span` where `fs` are not analytic (from their [`Formula`]), sorted.
+pub(crate) fn kinks<const N: usize>(span: Interval, formulas: [Formula; N]) -> Vec<f64> {
+    let mut kinks: Vec<f64> = formulas
+        .into_iter()
+        .filter_map(|formula| match formula {
+            Formula::Piecewise { at, .. } if at > span.lo() && at < span.hi() => Some(at),
+            _ => None,
+        })
+        .collect();
+    kinks.sort_by(f64::total_cmp);
+    kinks.dedup_by(|a, b| a.total_cmp(b).is_eq());
+    kinks
 }
 
-impl Span {
-    /// Validates `range`: finite ends, `lo < hi`, and a width that is itself finite.
-    pub fn new(range: &RangeInclusive<f64>) -> Result<Self> {
-        check_interval(range)?;
-        let (lo, hi) = (*range.start(), *range.end());
-        if (hi - lo).is_finite() {
-            Ok(Self { lo, hi })
-        } else {
-            Err(Error::InvalidInterval { lo, hi })
-        }
+/// `n + 1` points spread over `span`, uniform, plus `n + 1` Chebyshev-spaced points (dense near
+/// the ends, where polynomial errors oscillate fastest), plus `extra`, sorted.
+pub(crate) fn grid(span: Interval, n: usize, extra: &[f64]) -> Vec<f64> {
+    let mut xs = Vec::with_capacity(2 * n + 2 + extra.len());
+    for i in 0..=n {
+        xs.push(span.x_of(-1.0 + 2.0 * i as f64 / n as f64));
+        xs.push(span.x_of(-(PI * i as f64 / n as f64).cos()));
     }
-
-    /// The interval as a range.
-    pub fn range(&self) -> RangeInclusive<f64> {
-        self.lo..=self.hi
-    }
-
-    /// `hi - lo`.
-    pub fn width(&self) -> f64 {
-        self.hi - self.lo
-    }
-
-    /// The point `x ∈ [lo, hi]` that `t ∈ [-1, 1]` stands for; `t = ±1` map exactly to the ends.
-    pub fn x_of(self, t: f64) -> f64 {
-        let x = 0.5 * (self.lo * (1.0 - t) + self.hi * (1.0 + t));
-        x.clamp(self.lo, self.hi)
-    }
-
-    /// The `t ∈ [-1, 1]` that stands for `x ∈ [lo, hi]`.
-    pub fn t_of(self, x: f64) -> f64 {
-        ((2.0 * x - self.lo - self.hi) / self.width()).clamp(-1.0, 1.0)
-    }
-
-    /// The points strictly inside where `fs` are not analytic (from their [`Formula`]), sorted.
-    pub fn kinks<const N: usize>(&self, formulas: [Formula; N]) -> Vec<f64> {
-        let mut kinks: Vec<f64> = formulas
-            .into_iter()
-            .filter_map(|formula| match formula {
-                Formula::Piecewise { at, .. } if at > self.lo && at < self.hi => Some(at),
-                _ => None,
-            })
-            .collect();
-        kinks.sort_by(f64::total_cmp);
-        kinks.dedup_by(|a, b| a.total_cmp(b).is_eq());
-        kinks
-    }
-
-    /// `n + 1` points spread over the interval, uniform, plus `n + 1` Chebyshev-spaced points
-    /// (dense near the ends, where polynomial errors oscillate fastest), plus `extra`, sorted.
-    pub fn grid(&self, n: usize, extra: &[f64]) -> Vec<f64> {
-        let mut xs = Vec::with_capacity(2 * n + 2 + extra.len());
-        for i in 0..=n {
-            xs.push(self.x_of(-1.0 + 2.0 * i as f64 / n as f64));
-            xs.push(self.x_of(-(PI * i as f64 / n as f64).cos()));
-        }
-        xs.extend_from_slice(extra);
-        xs.sort_by(f64::total_cmp);
-        xs.dedup_by(|a, b| a.total_cmp(b).is_eq());
-        xs
-    }
+    xs.extend_from_slice(extra);
+    xs.sort_by(f64::total_cmp);
+    xs.dedup_by(|a, b| a.total_cmp(b).is_eq());
+    xs
 }
 
 /// `f(x)` for every `x`, through the activation's own (possibly vectorised) slice evaluation.
@@ -143,20 +100,18 @@ pub(crate) fn drop_rounding_noise(c: &mut [f64]) {
     }
 }
 
-/// The monomial coefficients in `x` (ascending) of `Σ cₖ Tₖ(t)` with `t = (2x − lo − hi)/(hi − lo)`.
+/// The polynomial in `x` equal to `Σ cₖ Tₖ(t)` with `t = (2x − lo − hi)/(hi − lo)`, with `f64`
+/// coefficients (ascending).
 ///
-/// The conversion is exact: every `f64` involved is a rational, the arithmetic is done in
-/// rationals, and each result is rounded once to the nearest `f64`. The monomial form may still
-/// be ill-conditioned for high degrees on wide intervals; that is a property of the monomial
-/// basis, which the error report measures on the polynomial as returned.
-pub(crate) fn chebyshev_to_monomial(c: &[f64], span: Span) -> Vec<f64> {
-    let n = c.len();
-    if n == 0 {
-        return Vec::new();
-    }
-    let exact = |v: f64| BigRational::from_float(v).unwrap_or_else(BigRational::zero);
+/// The conversion is exact: every `f64` involved is a rational, the Chebyshev sum is expanded in
+/// rationals and mapped onto the interval by [`Polynomial::compose_affine`], and each result is
+/// rounded once to the nearest `f64`. The monomial form may still be ill-conditioned for high
+/// degrees on wide intervals; that is a property of the monomial basis, which the error report
+/// measures on the polynomial as returned.
+pub(crate) fn chebyshev_to_monomial(c: &[f64], span: Interval) -> Result<Polynomial> {
+    let exact = |v: f64| Coefficient::rational(BigRational::from_float(v).unwrap_or_else(BigRational::zero));
     // Σ cₖ Tₖ(t) in powers of t, with Tₖ built by Tₖ = 2t·Tₖ₋₁ − Tₖ₋₂ in integers.
-    let mut in_t = vec![BigRational::zero(); n];
+    let mut in_t = vec![BigRational::zero(); c.len()];
     let mut previous: Vec<BigInt> = vec![BigInt::one()]; // T₀
     let mut current: Vec<BigInt> = vec![BigInt::zero(), BigInt::one()]; // T₁
     for (k, &ck) in c.iter().enumerate() {
@@ -176,7 +131,7 @@ pub(crate) fn chebyshev_to_monomial(c: &[f64], span: Span) -> Vec<f64> {
             }
         };
         if ck != 0.0 {
-            let ck = exact(ck);
+            let ck = BigRational::from_float(ck).unwrap_or_else(BigRational::zero);
             for (j, v) in tk.iter().enumerate() {
                 if !v.is_zero() {
                     in_t[j] += &ck * BigRational::from_integer(v.clone());
@@ -184,27 +139,13 @@ pub(crate) fn chebyshev_to_monomial(c: &[f64], span: Span) -> Vec<f64> {
             }
         }
     }
-    // Substitute t = αx + β by Horner's rule on polynomials.
-    let (lo, hi) = (exact(span.lo), exact(span.hi));
-    let width = &hi - &lo;
-    let alpha = BigRational::from_integer(BigInt::from(2)) / &width;
-    let beta = -(&lo + &hi) / &width;
-    let mut in_x: Vec<BigRational> = vec![in_t[n - 1].clone()];
-    for a in in_t[..n - 1].iter().rev() {
-        // in_x ← in_x · (αx + β) + a
-        let mut next = vec![BigRational::zero(); in_x.len() + 1];
-        for (j, v) in in_x.iter().enumerate() {
-            if !v.is_zero() {
-                next[j + 1] += v * &alpha;
-                next[j] += v * &beta;
-            }
-        }
-        next[0] += a;
-        in_x = next;
-    }
-    in_x.iter()
-        .map(|r| r.to_f64().unwrap_or(f64::NAN))
-        .collect()
+    let in_t = Polynomial::new(in_t.into_iter().map(Coefficient::rational).collect());
+    let (lo, hi) = (exact(span.lo()), exact(span.hi()));
+    let width = hi.add(&lo.neg());
+    let alpha = Coefficient::integer(2).div(&width);
+    let beta = lo.add(&hi).neg().div(&width);
+    let in_x = in_t.compose_affine(&alpha, &beta)?;
+    Ok(Polynomial::from_f64(&in_x.coefficients_f64()))
 }
 
 /// The `m`-point Gauss–Legendre rule on `[-1, 1]`: nodes (ascending) and weights.
@@ -243,20 +184,20 @@ pub(crate) fn gauss_legendre(m: usize) -> (Vec<f64>, Vec<f64>) {
 /// with panel boundaries at every `kink`, so a function that is smooth between kinks is
 /// integrated to high accuracy. Returns `(x, weight)` pairs; the weights sum to the width.
 pub(crate) fn composite_rule(
-    span: Span,
+    span: Interval,
     kinks: &[f64],
     panels: usize,
     points: usize,
 ) -> Vec<(f64, f64)> {
     let (nodes, weights) = gauss_legendre(points);
-    let mut ends = vec![span.lo];
+    let mut ends = vec![span.lo()];
     ends.extend(
         kinks
             .iter()
             .copied()
-            .filter(|&k| k > span.lo && k < span.hi),
+            .filter(|&k| k > span.lo() && k < span.hi()),
     );
-    ends.push(span.hi);
+    ends.push(span.hi());
     let mut rule = Vec::with_capacity((panels + ends.len()) * points);
     for piece in ends.windows(2) {
         let (a, b) = (piece[0], piece[1]);
@@ -422,7 +363,7 @@ mod tests {
 
     #[test]
     fn composite_rule_weights_sum_to_the_width_and_respect_kinks() {
-        let span = Span { lo: -5.0, hi: 3.0 };
+        let span = Interval::new(-5.0, 3.0).unwrap();
         let rule = composite_rule(span, &[0.0], 20, 8);
         let total: f64 = rule.iter().map(|(_, w)| w).sum();
         assert!((total - 8.0).abs() < 1e-13);
@@ -434,11 +375,11 @@ mod tests {
     #[test]
     fn chebyshev_to_monomial_matches_clenshaw() {
         let c = [0.3, -1.25, 0.5, 0.125, -0.0625, 0.01];
-        let span = Span { lo: -2.0, hi: 7.0 };
-        let monomial = chebyshev_to_monomial(&c, span);
+        let span = Interval::new(-2.0, 7.0).unwrap();
+        let monomial = chebyshev_to_monomial(&c, span).unwrap();
         for i in 0..=40 {
             let x = span.x_of(-1.0 + i as f64 / 20.0);
-            let horner = monomial.iter().rev().fold(0.0, |acc, &m| acc * x + m);
+            let horner = monomial.eval(x);
             let direct = clenshaw(&c, span.t_of(x));
             assert!(
                 (horner - direct).abs() < 1e-12,

@@ -1,15 +1,14 @@
 //! Any activation of the crate as a candle layer.
 
 use std::fmt;
-use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use candle_core::{
     CpuStorage, CudaStorage, CustomOp1, CustomOp2, Layout, Module, Result, Shape, Tensor,
 };
 
-use super::cpu::{self, BLOCK, Compute, Map1, Map2};
-use super::poly_op::{no_gpu_kernel, poly_forward};
+use super::cpu::{self, Compute, Map1, Map2};
+use super::poly_act::{no_gpu_kernel, poly_forward};
 use crate::{
     Activation, Elu, Gelu, Identity, LeakyRelu, Mish, Polynomial, Relu, Sigmoid, Silu, Softplus,
     Softsign, Square, Tanh,
@@ -165,11 +164,11 @@ impl TensorActivation for Polynomial {
 /// ```
 /// use candle_core::{Device, Module, Tensor};
 /// use polyact::nn::{Act, Elementwise};
-/// use polyact::{Activation, Formula, Float};
+/// use polyact::{Activation, Formula, Real};
 ///
 /// /// x / (1 + x²): not one of polyact's built-ins.
 /// struct Bump;
-/// impl<T: Float> Activation<T> for Bump {
+/// impl<T: Real> Activation<T> for Bump {
 ///     fn name(&self) -> &str { "bump" }
 ///     fn eval(&self, x: T) -> T { x / (T::one() + x * x) }
 ///     fn derivative(&self, x: T) -> T {
@@ -213,7 +212,7 @@ impl<A: Activation<f32> + Activation<f64>> fmt::Debug for Elementwise<A> {
     }
 }
 
-impl<T: crate::Float, A: Activation<T>> Activation<T> for Elementwise<A> {
+impl<T: crate::Real, A: Activation<T>> Activation<T> for Elementwise<A> {
     fn name(&self) -> &str {
         self.0.name()
     }
@@ -254,30 +253,18 @@ impl<A: Activation<f32> + Activation<f64> + 'static> TensorActivation for Elemen
 /// The fused op behind [`Elementwise`].
 struct ElementwiseOp<A>(Arc<A>);
 
-/// Writes a block computed by `f` into `out` (user activations write to initialised slices).
-fn through_buffer<C: Compute>(out: &mut [MaybeUninit<C>], f: impl FnOnce(&mut [C])) {
-    let mut buf = [C::zero(); BLOCK];
-    let buf = &mut buf[..out.len()];
-    f(buf);
-    for (o, &v) in out.iter_mut().zip(buf.iter()) {
-        o.write(v);
-    }
-}
-
 impl<A: Activation<f32> + Activation<f64>> Map1 for ElementwiseOp<A> {
-    fn block<C: Compute, const FMA: bool>(&self, x: &[C], out: &mut [MaybeUninit<C>]) {
-        through_buffer(out, |o| C::eval(&*self.0, x, o));
+    fn block<C: Compute, const FMA: bool>(&self, x: &[C], out: &mut [C]) {
+        C::eval(&*self.0, x, out);
     }
 }
 
 impl<A: Activation<f32> + Activation<f64>> Map2 for ElementwiseOp<A> {
-    fn block<C: Compute, const FMA: bool>(&self, x: &[C], g: &[C], out: &mut [MaybeUninit<C>]) {
-        through_buffer(out, |o| {
-            C::derivative(&*self.0, x, o);
-            for (o, &g) in o.iter_mut().zip(g) {
-                *o = *o * g;
-            }
-        });
+    fn block<C: Compute, const FMA: bool>(&self, x: &[C], g: &[C], out: &mut [C]) {
+        C::derivative(&*self.0, x, out);
+        for (o, &g) in out.iter_mut().zip(g) {
+            *o = *o * g;
+        }
     }
 }
 
@@ -406,6 +393,34 @@ impl fmt::Debug for Act {
 impl Module for Act {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         self.activation.forward(xs)
+    }
+}
+
+impl From<crate::registry::Builtin> for Act {
+    /// The layer for a built-in activation named in the [registry](crate::registry).
+    ///
+    /// ```
+    /// use polyact::registry::Builtin;
+    /// let layer = polyact::nn::Act::from("leaky_relu:0.2".parse::<Builtin>()?);
+    /// assert_eq!(layer.name(), "leaky_relu");
+    /// # Ok::<(), polyact::Error>(())
+    /// ```
+    fn from(builtin: crate::registry::Builtin) -> Self {
+        use crate::registry::Builtin as B;
+        match builtin {
+            B::Sigmoid => Act::new(Sigmoid),
+            B::Relu => Act::new(Relu),
+            B::Tanh => Act::new(Tanh),
+            B::Softplus => Act::new(Softplus),
+            B::Gelu => Act::new(Gelu),
+            B::Silu => Act::new(Silu),
+            B::Mish => Act::new(Mish),
+            B::Softsign => Act::new(Softsign),
+            B::Identity => Act::new(Identity),
+            B::Square => Act::new(Square),
+            B::Elu(a) => Act::new(a),
+            B::LeakyRelu(a) => Act::new(a),
+        }
     }
 }
 

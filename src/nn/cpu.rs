@@ -1,12 +1,11 @@
 //! The CPU side of polyact's custom ops: dtype dispatch, strided gathering, and a parallel block
 //! loop that evaluates in `f32` (for `f32`, `f16` and `bf16` storage) or `f64`.
 //!
-//! A kernel sees blocks of at most [`BLOCK`] elements already converted to its compute type, in
-//! stack buffers it may overwrite; the driver splits the tensor into tasks of [`CHUNK`] elements
-//! run in parallel by rayon, and writes the output straight into fresh, uninitialised memory.
+//! A kernel sees blocks of at most [`BLOCK`] elements already converted to its compute type; the
+//! driver splits the tensor into tasks of [`CHUNK`] elements run in parallel by rayon, each
+//! compiled for the CPU's best instruction set by [`kernel::dispatch`](crate::kernel::dispatch).
 
 use std::borrow::Cow;
-use std::mem::MaybeUninit;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result, WithDType};
@@ -16,7 +15,8 @@ use rayon::prelude::*;
 
 use num_traits::Zero;
 
-use crate::{Activation, Float};
+use crate::kernel::{self, Kernel};
+use crate::{Activation, Real};
 
 /// Elements per parallel task: large enough to amortise scheduling, small enough to balance.
 pub(crate) const CHUNK: usize = 32 * 1024;
@@ -27,7 +27,7 @@ pub(crate) const BLOCK: usize = 1024;
 pub(crate) const LANES: usize = 32;
 
 /// A type kernels compute in: `f32` or `f64`.
-pub(crate) trait Compute: Float {
+pub(crate) trait Compute: Real {
     /// Picks this type's copy of a coefficient list kept in both precisions.
     fn pick<'a>(single: &'a [f32], double: &'a [f64]) -> &'a [Self];
     /// `Activation::eval_slice` in this precision.
@@ -72,13 +72,6 @@ impl Compute for f64 {
     }
 }
 
-/// One Horner step `acc · x + c`: a fused multiply-add when `FMA` (the caller runs with
-/// hardware FMA), a multiply and an add otherwise (never a slow software FMA).
-#[inline(always)]
-pub(crate) fn step<C: Compute, const FMA: bool>(acc: C, x: C, c: C) -> C {
-    if FMA { acc.mul_add(x, c) } else { acc * x + c }
-}
-
 /// A storage element type and the type it is computed in.
 pub(crate) trait Elem: WithDType {
     /// The compute type: `f32` for `f32`, `f16` and `bf16`; `f64` for `f64`.
@@ -86,12 +79,8 @@ pub(crate) trait Elem: WithDType {
     /// A block in the compute type: `src` itself when the types agree, else converted into `buf`.
     fn input<'a>(src: &'a [Self], buf: &'a mut [Self::C; BLOCK]) -> &'a [Self::C];
     /// Lets `fill` write a block of results into `dst`: directly when the types agree, else
-    /// through `buf` and a conversion. `fill` must write every element it is given.
-    fn output(
-        dst: &mut [MaybeUninit<Self>],
-        buf: &mut [MaybeUninit<Self::C>; BLOCK],
-        fill: impl FnOnce(&mut [MaybeUninit<Self::C>]),
-    );
+    /// through `buf` and a conversion.
+    fn output(dst: &mut [Self], buf: &mut [Self::C; BLOCK], fill: impl FnOnce(&mut [Self::C]));
 }
 
 macro_rules! native_elem {
@@ -103,11 +92,7 @@ macro_rules! native_elem {
                 src
             }
             #[inline(always)]
-            fn output(
-                dst: &mut [MaybeUninit<$t>],
-                _: &mut [MaybeUninit<$t>; BLOCK],
-                fill: impl FnOnce(&mut [MaybeUninit<$t>]),
-            ) {
+            fn output(dst: &mut [$t], _: &mut [$t; BLOCK], fill: impl FnOnce(&mut [$t])) {
                 fill(dst)
             }
         }
@@ -127,21 +112,10 @@ macro_rules! half_elem {
                 buf
             }
             #[inline(always)]
-            fn output(
-                dst: &mut [MaybeUninit<$t>],
-                buf: &mut [MaybeUninit<f32>; BLOCK],
-                fill: impl FnOnce(&mut [MaybeUninit<f32>]),
-            ) {
+            fn output(dst: &mut [$t], buf: &mut [f32; BLOCK], fill: impl FnOnce(&mut [f32])) {
                 let n = dst.len();
                 fill(&mut buf[..n]);
-                // SAFETY: `fill` initialised the first `n` elements, and `MaybeUninit<f32>` has
-                // the layout of `f32`.
-                let computed = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<f32>(), n) };
-                let mut converted = [<$t>::ZERO; BLOCK];
-                converted[..n].convert_from_f32_slice(computed);
-                for (d, &s) in dst.iter_mut().zip(&converted[..n]) {
-                    d.write(s);
-                }
+                dst.convert_from_f32_slice(&buf[..n]);
             }
         }
     };
@@ -151,14 +125,14 @@ half_elem!(bf16);
 
 /// An elementwise map of one tensor: `out = f(x)`.
 pub(crate) trait Map1: Sync {
-    /// Evaluates one block of at most `BLOCK` elements, writing every element of `out`.
-    fn block<C: Compute, const FMA: bool>(&self, x: &[C], out: &mut [MaybeUninit<C>]);
+    /// Evaluates one block of at most `BLOCK` elements into `out`.
+    fn block<C: Compute, const FMA: bool>(&self, x: &[C], out: &mut [C]);
 }
 
 /// An elementwise map of two tensors of the same shape: `out = f(x, g)`.
 pub(crate) trait Map2: Sync {
-    /// Evaluates one block of at most `BLOCK` elements, writing every element of `out`.
-    fn block<C: Compute, const FMA: bool>(&self, x: &[C], g: &[C], out: &mut [MaybeUninit<C>]);
+    /// Evaluates one block of at most `BLOCK` elements into `out`.
+    fn block<C: Compute, const FMA: bool>(&self, x: &[C], g: &[C], out: &mut [C]);
 }
 
 /// A reduction of two tensors of the same shape into a few `f64` sums.
@@ -173,44 +147,6 @@ pub(crate) trait Reduce2: Sync {
         lanes: &mut [[C; LANES]],
         sums: &mut [f64],
     );
-}
-
-/// Whether the CPU has the features the `FMA = true` kernels are compiled for.
-#[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
-fn has_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-}
-
-/// Defines `$name(args)`, which runs the `#[inline(always)]` generic `$body::<.., FMA>(args)`
-/// compiled for AVX2 + FMA when the CPU has them (detected at run time on x86-64, like
-/// `Polynomial`'s slice kernels), and with a separate multiply and add otherwise.
-macro_rules! fma_dispatch {
-    (
-        $name:ident, $fma_name:ident, $body:ident,
-        <$($g:ident: $b:path),*>, ($($arg:ident: $ty:ty),*) $(-> $ret:ty)?
-    ) => {
-        #[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
-        #[target_feature(enable = "avx2,fma")]
-        fn $fma_name<$($g: $b),*>($($arg: $ty),*) $(-> $ret)? {
-            $body::<$($g,)* true>($($arg),*)
-        }
-
-        fn $name<$($g: $b),*>($($arg: $ty),*) $(-> $ret)? {
-            #[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
-            {
-                if has_fma() {
-                    // SAFETY: the CPU supports every feature the function is compiled for.
-                    unsafe { $fma_name::<$($g),*>($($arg),*) }
-                } else {
-                    $body::<$($g,)* false>($($arg),*)
-                }
-            }
-            #[cfg(not(all(target_arch = "x86_64", not(target_feature = "fma"))))]
-            {
-                $body::<$($g,)* true>($($arg),*)
-            }
-        }
-    };
 }
 
 /// The elements of a tensor in logical (row-major) order: borrowed when the layout is
@@ -256,10 +192,7 @@ fn logical<'a, T: Copy>(data: &'a [T], layout: &Layout) -> Cow<'a, [T]> {
 
 /// Runs `task(start, chunk)` over consecutive chunks of `out`, in parallel when there is more
 /// than one.
-fn for_chunks<S: Send>(
-    out: &mut [MaybeUninit<S>],
-    task: impl Fn(usize, &mut [MaybeUninit<S>]) + Sync,
-) {
+fn for_chunks<S: Send>(out: &mut [S], task: impl Fn(usize, &mut [S]) + Sync) {
     if out.len() <= CHUNK {
         task(0, out);
     } else {
@@ -269,100 +202,114 @@ fn for_chunks<S: Send>(
     }
 }
 
-/// A vector of `n` elements, every one written by `fill` before it is returned.
-fn filled<S: Copy>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<S>])) -> Vec<S> {
-    let mut out = Vec::with_capacity(n);
-    fill(&mut out.spare_capacity_mut()[..n]);
-    // SAFETY: `fill` wrote all `n` elements: the callers hand every output block to a kernel,
-    // and kernels write every element of the block they are given.
-    unsafe { out.set_len(n) };
+/// One chunk of a [`Map1`], run by [`kernel::dispatch`].
+struct Map1Chunk<'a, S, K> {
+    kernel: &'a K,
+    x: &'a [S],
+    out: &'a mut [S],
+}
+
+impl<S: Elem, K: Map1> Kernel for Map1Chunk<'_, S, K> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<const FMA: bool, const L: usize>(self) {
+        let mut xb = [S::C::zero(); BLOCK];
+        let mut ob = [S::C::zero(); BLOCK];
+        for (x, o) in self.x.chunks(BLOCK).zip(self.out.chunks_mut(BLOCK)) {
+            let x = S::input(x, &mut xb);
+            S::output(o, &mut ob, |o| self.kernel.block::<S::C, FMA>(x, o));
+        }
+    }
+}
+
+/// One chunk of a [`Map2`], run by [`kernel::dispatch`].
+struct Map2Chunk<'a, S, K> {
+    kernel: &'a K,
+    x: &'a [S],
+    g: &'a [S],
+    out: &'a mut [S],
+}
+
+impl<S: Elem, K: Map2> Kernel for Map2Chunk<'_, S, K> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<const FMA: bool, const L: usize>(self) {
+        let mut xb = [S::C::zero(); BLOCK];
+        let mut gb = [S::C::zero(); BLOCK];
+        let mut ob = [S::C::zero(); BLOCK];
+        let blocks = self.x.chunks(BLOCK).zip(self.g.chunks(BLOCK));
+        for ((x, g), o) in blocks.zip(self.out.chunks_mut(BLOCK)) {
+            let x = S::input(x, &mut xb);
+            let g = S::input(g, &mut gb);
+            S::output(o, &mut ob, |o| self.kernel.block::<S::C, FMA>(x, g, o));
+        }
+    }
+}
+
+/// One chunk of a [`Reduce2`], run by [`kernel::dispatch`].
+struct Reduce2Chunk<'a, S, K> {
+    kernel: &'a K,
+    x: &'a [S],
+    g: &'a [S],
+}
+
+impl<S: Elem, K: Reduce2> Kernel for Reduce2Chunk<'_, S, K> {
+    type Output = Vec<f64>;
+
+    #[inline(always)]
+    fn run<const FMA: bool, const L: usize>(self) -> Vec<f64> {
+        let mut sums = vec![0.0; self.kernel.len()];
+        let mut lanes = vec![[S::C::zero(); LANES]; self.kernel.len()];
+        let mut xb = [S::C::zero(); BLOCK];
+        let mut gb = [S::C::zero(); BLOCK];
+        for (x, g) in self.x.chunks(BLOCK).zip(self.g.chunks(BLOCK)) {
+            let x = S::input(x, &mut xb);
+            let g = S::input(g, &mut gb);
+            self.kernel
+                .block::<S::C, FMA>(x, g, &mut lanes, &mut sums);
+        }
+        sums
+    }
+}
+
+/// A zeroed output of `n` elements (fresh zeroed pages for the native types, so zeroing costs
+/// no pass of its own).
+fn zeroed<S: Elem>(n: usize) -> Vec<S> {
+    vec![S::zero(); n]
+}
+
+fn run_map1<S: Elem>(kernel: &impl Map1, x: &[S]) -> Vec<S> {
+    let mut out = zeroed(x.len());
+    for_chunks(&mut out, |start, chunk| {
+        let x = &x[start..start + chunk.len()];
+        kernel::dispatch(Map1Chunk { kernel, x, out: chunk })
+    });
     out
 }
 
-#[inline(always)]
-fn map1_blocks<S: Elem, K: Map1, const FMA: bool>(kernel: &K, x: &[S], out: &mut [MaybeUninit<S>]) {
-    let mut xb = [S::C::zero(); BLOCK];
-    let mut ob = [MaybeUninit::uninit(); BLOCK];
-    for (x, o) in x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
-        let x = S::input(x, &mut xb);
-        S::output(o, &mut ob, |o| kernel.block::<S::C, FMA>(x, o));
-    }
-}
-fma_dispatch!(
-    map1_chunk, map1_chunk_fma, map1_blocks,
-    <S: Elem, K: Map1>, (kernel: &K, x: &[S], out: &mut [MaybeUninit<S>])
-);
-
-#[inline(always)]
-fn map2_blocks<S: Elem, K: Map2, const FMA: bool>(
-    kernel: &K,
-    x: &[S],
-    g: &[S],
-    out: &mut [MaybeUninit<S>],
-) {
-    let mut xb = [S::C::zero(); BLOCK];
-    let mut gb = [S::C::zero(); BLOCK];
-    let mut ob = [MaybeUninit::uninit(); BLOCK];
-    for ((x, g), o) in x
-        .chunks(BLOCK)
-        .zip(g.chunks(BLOCK))
-        .zip(out.chunks_mut(BLOCK))
-    {
-        let x = S::input(x, &mut xb);
-        let g = S::input(g, &mut gb);
-        S::output(o, &mut ob, |o| kernel.block::<S::C, FMA>(x, g, o));
-    }
-}
-fma_dispatch!(
-    map2_chunk, map2_chunk_fma, map2_blocks,
-    <S: Elem, K: Map2>, (kernel: &K, x: &[S], g: &[S], out: &mut [MaybeUninit<S>])
-);
-
-#[inline(always)]
-fn reduce2_blocks<S: Elem, K: Reduce2, const FMA: bool>(kernel: &K, x: &[S], g: &[S]) -> Vec<f64> {
-    let mut sums = vec![0.0; kernel.len()];
-    let mut lanes = vec![[S::C::zero(); LANES]; kernel.len()];
-    let mut xb = [S::C::zero(); BLOCK];
-    let mut gb = [S::C::zero(); BLOCK];
-    for (x, g) in x.chunks(BLOCK).zip(g.chunks(BLOCK)) {
-        let x = S::input(x, &mut xb);
-        let g = S::input(g, &mut gb);
-        kernel.block::<S::C, FMA>(x, g, &mut lanes, &mut sums);
-    }
-    sums
-}
-fma_dispatch!(
-    reduce2_chunk, reduce2_chunk_fma, reduce2_blocks,
-    <S: Elem, K: Reduce2>, (kernel: &K, x: &[S], g: &[S]) -> Vec<f64>
-);
-
-fn run_map1<S: Elem>(kernel: &impl Map1, x: &[S]) -> Vec<S> {
-    filled(x.len(), |out| {
-        for_chunks(out, |start, chunk| {
-            map1_chunk(kernel, &x[start..start + chunk.len()], chunk)
-        })
-    })
-}
-
 fn run_map2<S: Elem>(kernel: &impl Map2, x: &[S], g: &[S]) -> Vec<S> {
-    filled(x.len(), |out| {
-        for_chunks(out, |start, chunk| {
-            let range = start..start + chunk.len();
-            map2_chunk(kernel, &x[range.clone()], &g[range], chunk)
-        })
-    })
+    let mut out = zeroed(x.len());
+    for_chunks(&mut out, |start, chunk| {
+        let range = start..start + chunk.len();
+        let (x, g) = (&x[range.clone()], &g[range]);
+        kernel::dispatch(Map2Chunk { kernel, x, g, out: chunk })
+    });
+    out
 }
 
 fn run_reduce2<S: Elem>(kernel: &impl Reduce2, x: &[S], g: &[S]) -> Vec<f64> {
     let n = x.len();
     if n <= CHUNK {
-        return reduce2_chunk(kernel, x, g);
+        return kernel::dispatch(Reduce2Chunk { kernel, x, g });
     }
     (0..n.div_ceil(CHUNK))
         .into_par_iter()
         .map(|i| {
             let range = i * CHUNK..((i + 1) * CHUNK).min(n);
-            reduce2_chunk(kernel, &x[range.clone()], &g[range])
+            let (x, g) = (&x[range.clone()], &g[range]);
+            kernel::dispatch(Reduce2Chunk { kernel, x, g })
         })
         .reduce(
             || vec![0.0; kernel.len()],

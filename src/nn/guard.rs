@@ -1,12 +1,12 @@
-//! The range guard of the polynomial layers: the interval their inputs should stay in.
+//! The range guard: the interval a polynomial layer's inputs should stay in, its one builder
+//! ([`Guarded`]) shared by every layer that has one, counting and clamping.
 
-use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::{DType, Result, Tensor};
 
-use crate::polynomial::check_interval;
+use crate::{Error, Interval};
 
 /// The fraction of the elements of `xs` that lie outside `domain` (the closed interval), NaN
 /// counted as outside; 0 for an empty tensor.
@@ -21,11 +21,16 @@ use crate::polynomial::check_interval;
 /// ```
 /// use candle_core::{Device, Tensor};
 /// let xs = Tensor::new(&[-3.0_f32, -1.0, 0.0, 1.0, 2.0, 5.0, f32::NAN, 1.5], &Device::Cpu)?;
-/// let fraction = polyact::nn::out_of_range(&xs, &(-1.0..=2.0))?;
+/// let domain = polyact::Interval::new(-1.0, 2.0)?;
+/// let fraction = polyact::nn::out_of_range(&xs, Some(domain))?;
 /// assert!((fraction - 3.0 / 8.0).abs() < 1e-12); // -3, 5 and NaN
-/// # Ok::<(), candle_core::Error>(())
+/// // Integer tensors are compared exactly, not against bounds cast to their type:
+/// let bytes = Tensor::new(&[0_u8, 1, 2, 3], &Device::Cpu)?;
+/// let half = polyact::Interval::new(0.5, 2.5)?;
+/// assert!((polyact::nn::out_of_range(&bytes, Some(half))? - 0.5).abs() < 1e-12);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn out_of_range(xs: &Tensor, domain: &RangeInclusive<f64>) -> Result<f64> {
+pub fn out_of_range(xs: &Tensor, domain: Option<Interval>) -> Result<f64> {
     let total = xs.elem_count();
     if total == 0 {
         return Ok(0.0);
@@ -33,12 +38,31 @@ pub fn out_of_range(xs: &Tensor, domain: &RangeInclusive<f64>) -> Result<f64> {
     Ok(count_outside(xs, domain)? as f64 / total as f64)
 }
 
-/// How many elements of `xs` are outside `domain` (NaN counted as outside).
-fn count_outside(xs: &Tensor, domain: &RangeInclusive<f64>) -> Result<u64> {
+/// How many elements of `xs` are outside `domain` (the whole line when `None`), NaN counted as
+/// outside. Integer tensors are compared in `f64`, so fractional bounds keep their value.
+fn count_outside(xs: &Tensor, domain: Option<Interval>) -> Result<u64> {
     let xs = xs.detach();
-    let inside = xs.ge(*domain.start())?.mul(&xs.le(*domain.end())?)?;
+    let xs = if xs.dtype().is_float() {
+        xs
+    } else {
+        xs.to_dtype(DType::F64)?
+    };
+    let (lo, hi) = domain.map_or((f64::NEG_INFINITY, f64::INFINITY), |d| d.ends());
+    let inside = xs.ge(lo)?.mul(&xs.le(hi)?)?;
     let inside = inside.to_dtype(DType::U32)?.sum_all()?.to_scalar::<u32>()?;
     Ok(xs.elem_count() as u64 - u64::from(inside))
+}
+
+/// `clamp(x)` to `bounds` as tensor ops, with the gradient of the fused kernels: 1 on the closed
+/// interval (its ends included), 0 outside. (candle's own `clamp` halves the gradient at the
+/// ends, where `max`/`min` see a tie.)
+pub(crate) fn clamp_tensor(xs: &Tensor, bounds: Option<Interval>) -> Result<Tensor> {
+    let Some(bounds) = bounds else {
+        return Ok(xs.clone());
+    };
+    let (lo, hi) = bounds.ends();
+    let inside = xs.ge(lo)?.mul(&xs.le(hi)?)?;
+    inside.where_cond(xs, &xs.clamp(lo, hi)?.detach())
 }
 
 /// Counts of inputs seen by a monitored polynomial layer.
@@ -80,9 +104,11 @@ struct Counters {
 /// inputs outside it.
 ///
 /// Every polynomial layer ([`PolyAct`](super::PolyAct), [`LearnablePoly`](super::LearnablePoly))
-/// has one, reached with `layer.guard()` and configured with the layer's `with_domain`,
-/// `with_clamp` and `with_monitor`. Its domain starts as the polynomial's own
-/// ([`Polynomial::domain`](crate::Polynomial::domain), set by a fit).
+/// has one, reached with `layer.guard()` and configured through the [`Guarded`] builder
+/// (`with_domain`, `with_clamp`, `with_monitor`). Its domain starts as the polynomial's own
+/// ([`Polynomial::domain`](crate::Polynomial::domain), set by a fit). Your own layers can hold
+/// one too: build it with [`RangeGuard::new`], call [`observe`](RangeGuard::observe) on every
+/// forward pass and clamp to [`clamp_bounds`](RangeGuard::clamp_bounds).
 ///
 /// * **Report**: [`out_of_range`](RangeGuard::out_of_range) measures a tensor; with monitoring
 ///   on, every forward pass adds its inputs to counters read by [`report`](RangeGuard::report)
@@ -95,7 +121,7 @@ struct Counters {
 ///
 /// ```
 /// use candle_core::{Device, Module, Tensor};
-/// use polyact::nn::PolyAct;
+/// use polyact::nn::{Guarded, PolyAct};
 /// let poly = polyact::presets::m_sigmoid().with_domain(-4.0..=4.0)?;
 /// let layer = PolyAct::new(&poly).with_clamp()?.with_monitor();
 /// let xs = Tensor::new(&[-8.0_f32, 0.0, 2.0, 9.0], &Device::Cpu)?;
@@ -107,13 +133,21 @@ struct Counters {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct RangeGuard {
-    domain: Option<RangeInclusive<f64>>,
+    domain: Option<Interval>,
     clamp: bool,
     counters: Option<Arc<Counters>>,
 }
 
 impl RangeGuard {
-    pub(crate) fn new(domain: Option<RangeInclusive<f64>>) -> Self {
+    /// A guard for `domain` (none: the whole real line), not clamping, not counting.
+    ///
+    /// ```
+    /// use polyact::nn::RangeGuard;
+    /// let guard = RangeGuard::new(Some(polyact::Interval::new(-3.0, 3.0)?)).with_monitor();
+    /// assert!(guard.report().is_some() && !guard.is_clamped());
+    /// # Ok::<(), polyact::Error>(())
+    /// ```
+    pub fn new(domain: Option<Interval>) -> Self {
         Self {
             domain,
             clamp: false,
@@ -121,24 +155,38 @@ impl RangeGuard {
         }
     }
 
-    pub(crate) fn set_domain(&mut self, domain: RangeInclusive<f64>) -> crate::Result<()> {
-        check_interval(&domain)?;
-        self.domain = Some(domain);
-        Ok(())
+    /// The same guard for `domain` (an [`Interval`] or a range `a..=b`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInterval`](crate::Error::InvalidInterval) unless the ends are finite and
+    /// `lo < hi`.
+    pub fn with_domain<I>(mut self, domain: I) -> crate::Result<Self>
+    where
+        I: TryInto<Interval, Error: Into<Error>>,
+    {
+        self.domain = Some(domain.try_into().map_err(Into::into)?);
+        Ok(self)
     }
 
-    pub(crate) fn set_clamp(&mut self) -> crate::Result<()> {
+    /// The same guard clamping inputs to its domain.
+    ///
+    /// # Errors
+    /// [`Error::MissingDomain`](crate::Error::MissingDomain) if it has no domain.
+    pub fn with_clamp(mut self) -> crate::Result<Self> {
         if self.domain.is_none() {
-            return Err(crate::Error::MissingDomain {
+            return Err(Error::MissingDomain {
                 operation: "clamping",
             });
         }
         self.clamp = true;
-        Ok(())
+        Ok(self)
     }
 
-    pub(crate) fn set_monitor(&mut self) {
+    /// The same guard counting, on every [`observe`](Self::observe), the inputs outside its
+    /// domain (read with [`report`](Self::report)).
+    pub fn with_monitor(mut self) -> Self {
         self.counters.get_or_insert_with(Default::default);
+        self
     }
 
     /// The interval, if any: the polynomial's domain unless the layer was given another.
@@ -146,17 +194,18 @@ impl RangeGuard {
     /// ```
     /// let poly = polyact::presets::m_tanh().with_domain(-2.0..=2.0)?;
     /// let layer = polyact::nn::PolyAct::new(&poly);
-    /// assert_eq!(layer.guard().domain(), Some(&(-2.0..=2.0)));
+    /// assert_eq!(layer.guard().domain(), poly.domain());
     /// # Ok::<(), polyact::Error>(())
     /// ```
-    pub fn domain(&self) -> Option<&RangeInclusive<f64>> {
-        self.domain.as_ref()
+    pub fn domain(&self) -> Option<Interval> {
+        self.domain
     }
 
     /// Whether inputs are clamped to the domain.
     ///
     /// ```
     /// let poly = polyact::presets::m_tanh().with_domain(-2.0..=2.0)?;
+    /// use polyact::nn::Guarded;
     /// assert!(!polyact::nn::PolyAct::new(&poly).guard().is_clamped());
     /// assert!(polyact::nn::PolyAct::new(&poly).with_clamp()?.guard().is_clamped());
     /// # Ok::<(), polyact::Error>(())
@@ -165,12 +214,9 @@ impl RangeGuard {
         self.clamp
     }
 
-    /// The bounds to clamp to, when clamping is on.
-    pub(crate) fn clamp_bounds(&self) -> Option<(f64, f64)> {
-        self.domain
-            .as_ref()
-            .filter(|_| self.clamp)
-            .map(|d| (*d.start(), *d.end()))
+    /// The interval to clamp inputs to, when clamping is on.
+    pub fn clamp_bounds(&self) -> Option<Interval> {
+        self.domain.filter(|_| self.clamp)
     }
 
     /// The fraction of the elements of `xs` outside the domain, NaN counted as outside.
@@ -188,13 +234,7 @@ impl RangeGuard {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn out_of_range(&self, xs: &Tensor) -> Result<f64> {
-        out_of_range(xs, &self.whole_domain())
-    }
-
-    fn whole_domain(&self) -> RangeInclusive<f64> {
-        self.domain
-            .clone()
-            .unwrap_or(f64::NEG_INFINITY..=f64::INFINITY)
+        out_of_range(xs, self.domain)
     }
 
     /// The counts since the last [`reset`](RangeGuard::reset), or `None` when monitoring is off.
@@ -202,6 +242,7 @@ impl RangeGuard {
     /// ```
     /// use candle_core::{Device, Module, Tensor};
     /// let poly = polyact::presets::m_sigmoid().with_domain(-5.0..=5.0)?;
+    /// use polyact::nn::Guarded;
     /// let layer = polyact::nn::PolyAct::new(&poly).with_monitor();
     /// layer.forward(&Tensor::new(&[-6.0_f32, 0.0, 1.0, 7.0], &Device::Cpu)?)?;
     /// let report = layer.guard().report().expect("monitoring is on");
@@ -220,6 +261,7 @@ impl RangeGuard {
     ///
     /// ```
     /// use candle_core::{Device, Module, Tensor};
+    /// use polyact::nn::Guarded;
     /// let layer = polyact::nn::PolyAct::new(&polyact::presets::m_relu()).with_monitor();
     /// layer.forward(&Tensor::new(&[1.0_f32, 2.0], &Device::Cpu)?)?;
     /// layer.guard().reset();
@@ -233,14 +275,74 @@ impl RangeGuard {
         }
     }
 
-    /// Called by the layers on every forward pass: counts the inputs when monitoring.
-    pub(crate) fn observe(&self, xs: &Tensor) -> Result<()> {
+    /// Counts the inputs `xs` when monitoring (a layer calls it on every forward pass); does
+    /// nothing otherwise.
+    ///
+    /// # Errors
+    /// Candle's, if a tensor op fails.
+    pub fn observe(&self, xs: &Tensor) -> Result<()> {
         if let Some(c) = &self.counters {
-            let outside = count_outside(xs, &self.whole_domain())?;
+            let outside = count_outside(xs, self.domain)?;
             c.inputs
                 .fetch_add(xs.elem_count() as u64, Ordering::Relaxed);
             c.outside.fetch_add(outside, Ordering::Relaxed);
         }
         Ok(())
+    }
+}
+
+/// A layer with a [`RangeGuard`]: the one builder for domain, clamping and monitoring, shared by
+/// [`PolyAct`](super::PolyAct), [`LearnablePoly`](super::LearnablePoly) and any layer of yours
+/// that implements the two accessors.
+///
+/// ```
+/// use polyact::nn::{Guarded, PolyAct};
+/// let layer = PolyAct::new(&polyact::presets::m_tanh())
+///     .with_domain(-2.0..=2.0)?
+///     .with_clamp()?
+///     .with_monitor();
+/// assert!(layer.guard().is_clamped() && layer.guard().report().is_some());
+/// assert!(PolyAct::new(&polyact::presets::m_tanh()).with_clamp().is_err()); // no domain
+/// # Ok::<(), polyact::Error>(())
+/// ```
+pub trait Guarded: Sized {
+    /// The guard.
+    fn guard(&self) -> &RangeGuard;
+
+    /// The guard, to configure it.
+    fn guard_mut(&mut self) -> &mut RangeGuard;
+
+    /// The same layer with its guard's domain set to `domain`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInterval`](crate::Error::InvalidInterval) unless the ends are finite and
+    /// `lo < hi`.
+    fn with_domain<I>(mut self, domain: I) -> crate::Result<Self>
+    where
+        I: TryInto<Interval, Error: Into<Error>>,
+    {
+        let guard = std::mem::take(self.guard_mut());
+        *self.guard_mut() = guard.with_domain(domain)?;
+        Ok(self)
+    }
+
+    /// The same layer clamping its inputs to the domain: `p(clamp(x))`, input gradient zero
+    /// outside the closed domain; coefficient gradients (where there are any) use the clamped
+    /// inputs.
+    ///
+    /// # Errors
+    /// [`Error::MissingDomain`](crate::Error::MissingDomain) if the layer has no domain.
+    fn with_clamp(mut self) -> crate::Result<Self> {
+        let guard = std::mem::take(self.guard_mut());
+        *self.guard_mut() = guard.with_clamp()?;
+        Ok(self)
+    }
+
+    /// The same layer counting, on every forward pass, how many inputs fall outside its domain
+    /// (read with [`RangeGuard::report`]). Costs a few extra passes of tensor ops per forward.
+    fn with_monitor(mut self) -> Self {
+        let guard = std::mem::take(self.guard_mut());
+        *self.guard_mut() = guard.with_monitor();
+        self
     }
 }

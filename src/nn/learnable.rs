@@ -1,16 +1,15 @@
 //! A polynomial activation whose coefficients are trained with the network.
 
-use std::ops::RangeInclusive;
-
 use candle_core::{
     CpuStorage, CudaStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor,
 };
 use candle_nn::{Init, VarBuilder};
 
 use super::cpu;
-use super::guard::RangeGuard;
-use super::poly_op::{Coeffs, Forward, PolyGradOp, PowerSums, no_gpu_kernel};
-use crate::Polynomial;
+use super::guard::{Guarded, RangeGuard, clamp_tensor};
+use super::kernels::{Coeffs, Forward, PowerSums};
+use super::poly_act::{PolyGradOp, no_gpu_kernel, require_float};
+use crate::{Interval, Polynomial};
 
 /// A polynomial activation with learnable coefficients.
 ///
@@ -88,81 +87,8 @@ impl LearnablePoly {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             coefficients,
-            guard: RangeGuard::new(poly.domain().cloned()),
+            guard: RangeGuard::new(poly.domain()),
         })
-    }
-
-    /// The same layer with its guard's domain set to `domain`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInterval`](crate::Error::InvalidInterval) unless the ends are finite and
-    /// `lo < hi`.
-    ///
-    /// ```
-    /// # use candle_core::{DType, Device};
-    /// # use candle_nn::{VarBuilder, VarMap};
-    /// # let varmap = VarMap::new();
-    /// # let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    /// let act = polyact::nn::LearnablePoly::new(&polyact::presets::m_relu(), vb)?
-    ///     .with_domain(-3.0..=3.0)?;
-    /// assert_eq!(act.guard().domain(), Some(&(-3.0..=3.0)));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn with_domain(mut self, domain: RangeInclusive<f64>) -> crate::Result<Self> {
-        self.guard.set_domain(domain)?;
-        Ok(self)
-    }
-
-    /// The same layer clamping its inputs to the domain: `p(clamp(x))`, input gradient zero
-    /// outside; coefficient gradients use the clamped inputs.
-    ///
-    /// # Errors
-    /// [`Error::MissingDomain`](crate::Error::MissingDomain) if the layer has no domain.
-    ///
-    /// ```
-    /// # use candle_core::{DType, Device};
-    /// # use candle_nn::{VarBuilder, VarMap};
-    /// # let varmap = VarMap::new();
-    /// # let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    /// let poly = polyact::presets::m_relu().with_domain(-4.0..=4.0)?;
-    /// let act = polyact::nn::LearnablePoly::new(&poly, vb)?.with_clamp()?;
-    /// assert!(act.guard().is_clamped());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn with_clamp(mut self) -> crate::Result<Self> {
-        self.guard.set_clamp()?;
-        Ok(self)
-    }
-
-    /// The same layer counting the inputs outside its domain on every forward pass.
-    ///
-    /// ```
-    /// # use candle_core::{DType, Device};
-    /// # use candle_nn::{VarBuilder, VarMap};
-    /// # let varmap = VarMap::new();
-    /// # let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    /// let act = polyact::nn::LearnablePoly::new(&polyact::presets::m_tanh(), vb)?.with_monitor();
-    /// assert!(act.guard().report().is_some());
-    /// # Ok::<(), candle_core::Error>(())
-    /// ```
-    pub fn with_monitor(mut self) -> Self {
-        self.guard.set_monitor();
-        self
-    }
-
-    /// The range guard: domain, clamping, counters.
-    ///
-    /// ```
-    /// # use candle_core::{DType, Device};
-    /// # use candle_nn::{VarBuilder, VarMap};
-    /// # let varmap = VarMap::new();
-    /// # let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    /// let act = polyact::nn::LearnablePoly::new(&polyact::presets::m_tanh(), vb)?;
-    /// assert!(!act.guard().is_clamped());
-    /// # Ok::<(), candle_core::Error>(())
-    /// ```
-    pub fn guard(&self) -> &RangeGuard {
-        &self.guard
     }
 
     /// The current coefficients as one tensor of shape `[N + 1]`, ascending powers, tracked for
@@ -209,11 +135,19 @@ impl LearnablePoly {
             .to_vec1::<f64>()?;
         let poly = Polynomial::from_f64(&values);
         Ok(match self.guard.domain() {
-            Some(d) => poly
-                .with_domain(d.clone())
-                .map_err(candle_core::Error::wrap)?,
+            Some(d) => poly.with_domain(d).map_err(candle_core::Error::wrap)?,
             None => poly,
         })
+    }
+}
+
+impl Guarded for LearnablePoly {
+    fn guard(&self) -> &RangeGuard {
+        &self.guard
+    }
+
+    fn guard_mut(&mut self) -> &mut RangeGuard {
+        &mut self.guard
     }
 }
 
@@ -223,6 +157,7 @@ impl Module for LearnablePoly {
         let clamp = self.guard.clamp_bounds();
         let coefficients = self.coefficients()?;
         if xs.device().is_cpu() {
+            let clamp = clamp.map(|c| c.ends());
             xs.apply_op2(&coefficients, LearnableOp { clamp })
         } else {
             learnable_tensor_ops(&coefficients, clamp, xs)
@@ -234,13 +169,11 @@ impl Module for LearnablePoly {
 /// get gradients from candle's autograd): what runs on devices without a fused kernel.
 fn learnable_tensor_ops(
     coefficients: &Tensor,
-    clamp: Option<(f64, f64)>,
+    clamp: Option<Interval>,
     xs: &Tensor,
 ) -> Result<Tensor> {
-    let xs = match clamp {
-        Some((lo, hi)) => xs.clamp(lo, hi)?,
-        None => xs.clone(),
-    };
+    require_float(xs, "learnable polynomial layer")?;
+    let xs = clamp_tensor(xs, clamp)?;
     let coefficients = coefficients.to_dtype(xs.dtype())?;
     let n = coefficients.dim(0)?;
     let mut acc = xs.zeros_like()?.broadcast_add(&coefficients.get(n - 1)?)?;

@@ -80,10 +80,11 @@
 mod act;
 mod cpu;
 mod guard;
+mod kernels;
 mod learnable;
-mod poly_op;
+mod poly_act;
 
 pub use act::{Act, Elementwise, NoEquivalent, TensorActivation};
-pub use guard::{RangeGuard, RangeReport, out_of_range};
+pub use guard::{Guarded, RangeGuard, RangeReport, out_of_range};
 pub use learnable::LearnablePoly;
-pub use poly_op::PolyAct;
+pub use poly_act::PolyAct;

@@ -1,19 +1,22 @@
-//! Polynomials with exact coefficients, evaluated by Horner's rule.
+//! Polynomials with exact coefficients: construction, algebra, evaluation, cost under encryption.
+
+mod algebra;
+pub mod kernel;
 
 use std::fmt;
-use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
 use crate::activation::{Activation, Formula};
 use crate::coefficient::Coefficient;
-use crate::{Error, Float, Result};
+use crate::{Error, Interval, Real, Result};
 
 /// A polynomial `c₀ + c₁x + … + cₙxⁿ` in **ascending** powers of `x`.
 ///
 /// Each coefficient keeps its exact value when one is known (see [`Coefficient`]) beside the
 /// `f64` used for evaluation. The empty polynomial is the zero polynomial: it evaluates to 0 and
-/// has degree 0.
+/// has degree 0. Trailing zero coefficients are dropped when a polynomial is made, so the
+/// highest stored coefficient is never zero (and `p(±∞)` is `±∞`, not NaN).
 ///
 /// A polynomial may carry a *domain*, the interval it was fitted on or is meant for; layers use it
 /// to report and guard inputs that fall outside.
@@ -32,14 +35,33 @@ use crate::{Error, Float, Result};
 /// ]);
 /// assert_eq!(p.to_string(), "1/2 + 1/4·x - 1/48·x^3");
 /// assert!((p.eval(2.0_f64) - (0.5 + 0.5 - 8.0 / 48.0)).abs() < 1e-15);
-/// assert_eq!(p.derivative().to_string(), "1/4 - 1/16·x^2");
+/// assert_eq!(p.differentiate().to_string(), "1/4 - 1/16·x^2");
 /// assert_eq!(p.degree(), 3);
 /// ```
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(from = "PolynomialRepr")]
 pub struct Polynomial {
     coefficients: Vec<Coefficient>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    domain: Option<RangeInclusive<f64>>,
+    domain: Option<Interval>,
+}
+
+/// The serialised form; reading one goes through [`Polynomial::new`]'s normalisation (the
+/// domain validates itself).
+#[derive(Deserialize)]
+struct PolynomialRepr {
+    coefficients: Vec<Coefficient>,
+    #[serde(default)]
+    domain: Option<Interval>,
+}
+
+impl From<PolynomialRepr> for Polynomial {
+    fn from(r: PolynomialRepr) -> Self {
+        Self {
+            domain: r.domain,
+            ..Self::new(r.coefficients)
+        }
+    }
 }
 
 /// What it costs to evaluate a polynomial on encrypted data, where only additions and
@@ -47,6 +69,7 @@ pub struct Polynomial {
 ///
 /// Multiplications by plaintext constants are counted as free.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct EncryptedCost {
     /// The degree of the polynomial.
     pub degree: usize,
@@ -63,8 +86,22 @@ pub struct EncryptedCost {
 }
 
 impl Polynomial {
-    /// A polynomial from coefficients in ascending powers.
-    pub fn new(coefficients: Vec<Coefficient>) -> Self {
+    /// The highest power a polynomial may have: [`with_coefficient`](Self::with_coefficient)
+    /// refuses higher ones (the coefficient list would not fit in memory long before `usize::MAX`).
+    pub const MAX_POWER: usize = 1 << 20;
+
+    /// A polynomial from coefficients in ascending powers; trailing zeros are dropped.
+    ///
+    /// ```
+    /// use polyact::{Coefficient, Polynomial};
+    /// let p = Polynomial::new(vec![Coefficient::integer(1), Coefficient::zero()]);
+    /// assert_eq!(p.coefficients().len(), 1);
+    /// assert_eq!(p.eval(f64::INFINITY), 1.0);
+    /// ```
+    pub fn new(mut coefficients: Vec<Coefficient>) -> Self {
+        while coefficients.last().is_some_and(Coefficient::is_zero) {
+            coefficients.pop();
+        }
         Self {
             coefficients,
             domain: None,
@@ -119,57 +156,82 @@ impl Polynomial {
     }
 
     /// The interval this polynomial is meant for, if any (a fit sets it to the fit interval).
-    pub fn domain(&self) -> Option<&RangeInclusive<f64>> {
-        self.domain.as_ref()
+    pub fn domain(&self) -> Option<Interval> {
+        self.domain
     }
 
-    /// The same polynomial, meant for inputs in `domain`.
+    /// The same polynomial, meant for inputs in `domain` (an [`Interval`] or a range `a..=b`).
     ///
     /// # Errors
     /// [`Error::InvalidInterval`] unless the ends are finite and `lo < hi`.
-    pub fn with_domain(mut self, domain: RangeInclusive<f64>) -> Result<Self> {
-        check_interval(&domain)?;
-        self.domain = Some(domain);
+    ///
+    /// ```
+    /// let p = polyact::presets::m_tanh().with_domain(-2.0..=2.0)?;
+    /// assert_eq!(p.domain().map(|d| d.ends()), Some((-2.0, 2.0)));
+    /// assert!(polyact::presets::m_tanh().with_domain(2.0..=-2.0).is_err());
+    /// # Ok::<(), polyact::Error>(())
+    /// ```
+    pub fn with_domain<I>(mut self, domain: I) -> Result<Self>
+    where
+        I: TryInto<Interval, Error: Into<Error>>,
+    {
+        self.domain = Some(domain.try_into().map_err(Into::into)?);
         Ok(self)
     }
 
-    /// `p(x)` by Horner's rule with fused multiply-add.
-    pub fn eval<T: Float>(&self, x: T) -> T {
-        let mut coefficients = self.coefficients.iter().rev().map(|c| T::of(c.to_f64()));
-        // Start from the top coefficient, not from 0: `0 · ∞` would turn p(±∞) into NaN.
-        let top = coefficients.next().unwrap_or_else(T::zero);
-        coefficients.fold(top, |acc, c| acc.mul_add(x, c))
+    /// `p(x)` by Horner's rule ([`kernel::horner`]) with fused multiply-add.
+    pub fn eval<T: Real>(&self, x: T) -> T {
+        kernel::with_converted(self.coefficients.iter().map(Coefficient::to_f64), |c| {
+            kernel::horner::<T, true>(c, x)
+        })
     }
 
-    /// The derivative polynomial `p'`, exact where `p` is.
-    pub fn derivative(&self) -> Polynomial {
-        let coefficients = self
-            .coefficients
-            .iter()
-            .enumerate()
-            .skip(1)
-            .map(|(k, c)| c.mul(&Coefficient::integer(k as i64)))
-            .collect();
+    /// The derivative polynomial `p′`, exact where `p` is, with the same domain.
+    ///
+    /// (Its value at a point, `p′(x)`, is [`Activation::derivative`].)
+    pub fn differentiate(&self) -> Polynomial {
+        let coefficients = kernel::differentiate(&self.coefficients, |c, k| {
+            c.mul(&Coefficient::integer(k as i64))
+        })
+        .collect();
         Polynomial {
-            coefficients,
-            domain: self.domain.clone(),
+            domain: self.domain,
+            ..Polynomial::new(coefficients)
         }
     }
 
     /// The same polynomial with the coefficient of `x^power` replaced (the polynomial grows
     /// with zeros if needed).
     ///
+    /// # Errors
+    /// [`Error::Degree`] if `power` exceeds [`MAX_POWER`](Self::MAX_POWER).
+    ///
     /// ```
     /// use polyact::{Coefficient, Polynomial};
-    /// let p = Polynomial::from_ratios(&[(1, 2)]).with_coefficient(2, Coefficient::ratio(1, 8));
+    /// let p = Polynomial::from_ratios(&[(1, 2)]).with_coefficient(2, Coefficient::ratio(1, 8))?;
     /// assert_eq!(p.to_string(), "1/2 + 1/8·x^2");
+    /// assert!(p.clone().with_coefficient(usize::MAX, Coefficient::integer(1)).is_err());
+    /// # Ok::<(), polyact::Error>(())
     /// ```
-    pub fn with_coefficient(mut self, power: usize, value: Coefficient) -> Self {
-        if self.coefficients.len() <= power {
-            self.coefficients.resize(power + 1, Coefficient::zero());
+    pub fn with_coefficient(self, power: usize, value: Coefficient) -> Result<Self> {
+        if power > Self::MAX_POWER {
+            return Err(Error::Degree {
+                requested: power,
+                reason: format!("a polynomial's powers go up to {}", Self::MAX_POWER),
+            });
         }
-        self.coefficients[power] = value;
-        self
+        let Polynomial {
+            mut coefficients,
+            domain,
+        } = self;
+        if coefficients.len() <= power {
+            coefficients.resize(power + 1, Coefficient::zero());
+        }
+        coefficients[power] = value;
+        Ok(Polynomial {
+            domain,
+            ..Polynomial::new(coefficients)
+        })
     }
 
     /// The same polynomial with the coefficient of `x^power` multiplied by `factor`
@@ -180,30 +242,54 @@ impl Polynomial {
     /// let p = Polynomial::from_ratios(&[(0, 1), (1, 4)]).scale_coefficient(1, &Coefficient::integer(2));
     /// assert_eq!(p.to_string(), "1/2·x");
     /// ```
-    pub fn scale_coefficient(mut self, power: usize, factor: &Coefficient) -> Self {
-        if let Some(c) = self.coefficients.get_mut(power) {
+    pub fn scale_coefficient(self, power: usize, factor: &Coefficient) -> Self {
+        let Polynomial {
+            mut coefficients,
+            domain,
+        } = self;
+        if let Some(c) = coefficients.get_mut(power) {
             *c = c.mul(factor);
         }
-        self
+        Polynomial {
+            domain,
+            ..Polynomial::new(coefficients)
+        }
     }
 
-    /// The same polynomial without the powers above `degree`.
-    pub fn truncate(mut self, degree: usize) -> Self {
-        self.coefficients.truncate(degree + 1);
-        self
+    /// The same polynomial without the powers above `degree` (unchanged when `degree` is at
+    /// least its degree, also for `usize::MAX`).
+    ///
+    /// ```
+    /// let p = polyact::presets::m_sigmoid();
+    /// assert_eq!(p.clone().truncate(3).to_string(), "1/2 + 2161/10800·x - 29/9000·x^3");
+    /// assert_eq!(p.clone().truncate(usize::MAX), p);
+    /// ```
+    pub fn truncate(self, degree: usize) -> Self {
+        let Polynomial {
+            mut coefficients,
+            domain,
+        } = self;
+        coefficients.truncate(degree.saturating_add(1));
+        Polynomial {
+            domain,
+            ..Polynomial::new(coefficients)
+        }
     }
 
     /// `p(x / s)`: the polynomial stretched horizontally by `s` (coefficient `k` divided by `sᵏ`),
-    /// exact when `s` is. Its domain, if any, is stretched too.
+    /// exact when `s` is. Its domain, if any, is stretched too. This is
+    /// [`compose_affine`](Self::compose_affine) with `α = 1/s`, `β = 0`.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] if `s` is zero or not finite.
+    /// [`Error::InvalidParameter`] if `s` is zero or not finite, or if the stretched polynomial
+    /// or its domain cannot be held in `f64` (a scale so small that coefficients overflow).
     ///
     /// ```
     /// use polyact::{Coefficient, Polynomial};
     /// let p = Polynomial::from_ratios(&[(1, 2), (1, 4), (0, 1), (-1, 48)]);
     /// let q = p.rescale_input(&Coefficient::integer(2))?;
     /// assert_eq!(q.to_string(), "1/2 + 1/8·x - 1/384·x^3");
+    /// assert!(p.rescale_input(&Coefficient::approx(1e-100)).is_err());
     /// # Ok::<(), polyact::Error>(())
     /// ```
     pub fn rescale_input(&self, s: &Coefficient) -> Result<Polynomial> {
@@ -216,24 +302,7 @@ impl Polynomial {
                 requirement: "it must be finite and non-zero",
             });
         }
-        let mut power = Coefficient::integer(1);
-        let coefficients = self
-            .coefficients
-            .iter()
-            .map(|c| {
-                let scaled = c.div(&power);
-                power = power.mul(s);
-                scaled
-            })
-            .collect();
-        let domain = self.domain.as_ref().map(|d| {
-            let (a, b) = (d.start() * value, d.end() * value);
-            a.min(b)..=a.max(b)
-        });
-        Ok(Polynomial {
-            coefficients,
-            domain,
-        })
+        self.compose_affine(&Coefficient::integer(1).div(s), &Coefficient::zero())
     }
 
     /// The cost of evaluating this polynomial under homomorphic encryption.
@@ -287,15 +356,6 @@ impl Polynomial {
     }
 }
 
-pub(crate) fn check_interval(domain: &RangeInclusive<f64>) -> Result<()> {
-    let (lo, hi) = (*domain.start(), *domain.end());
-    if lo.is_finite() && hi.is_finite() && lo < hi {
-        Ok(())
-    } else {
-        Err(Error::InvalidInterval { lo, hi })
-    }
-}
-
 impl fmt::Display for Polynomial {
     /// Writes `1/2 + 1/4·x - 1/48·x^3 + 1/480·x^5`: ascending powers, zero terms left out,
     /// exact coefficients where known; `0` for the zero polynomial.
@@ -345,93 +405,7 @@ pub(crate) fn write_terms(
     Ok(())
 }
 
-/// Elements evaluated side by side in the slice kernels: enough independent Horner chains to
-/// hide the latency of a fused multiply-add (four 256-bit vectors of f32).
-const LANES: usize = 32;
-
-/// The same with 512-bit vectors: eight chains of sixteen f32.
-#[cfg(target_arch = "x86_64")]
-const LANES_512: usize = 128;
-
-/// Horner's rule over a slice, `L` elements at a time so the compiler vectorises across
-/// elements. `step(acc, x, c)` is one Horner step, `acc · x + c`.
-#[inline(always)]
-fn horner_lanes<T: Float, const L: usize>(
-    coefficients: &[T],
-    xs: &[T],
-    out: &mut [T],
-    step: impl Fn(T, T, T) -> T + Copy,
-) {
-    let Some((&top, rest)) = coefficients.split_last() else {
-        out.fill(T::zero());
-        return;
-    };
-    let mut x_chunks = xs.chunks_exact(L);
-    let mut out_chunks = out.chunks_exact_mut(L);
-    for (x, o) in (&mut x_chunks).zip(&mut out_chunks) {
-        let mut acc = [top; L];
-        for &c in rest.iter().rev() {
-            for (a, &xi) in acc.iter_mut().zip(x) {
-                *a = step(*a, xi, c);
-            }
-        }
-        o.copy_from_slice(&acc);
-    }
-    for (o, &x) in out_chunks
-        .into_remainder()
-        .iter_mut()
-        .zip(x_chunks.remainder())
-    {
-        *o = rest.iter().rev().fold(top, |acc, &c| step(acc, x, c));
-    }
-}
-
-/// The slice kernel compiled for CPUs with AVX2 and FMA.
-#[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
-#[target_feature(enable = "avx2,fma")]
-fn horner_slice_fma<T: Float>(coefficients: &[T], xs: &[T], out: &mut [T]) {
-    horner_lanes::<T, LANES>(coefficients, xs, out, T::mul_add);
-}
-
-/// The slice kernel compiled for CPUs with AVX-512.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-fn horner_slice_avx512<T: Float>(coefficients: &[T], xs: &[T], out: &mut [T]) {
-    horner_lanes::<T, LANES_512>(coefficients, xs, out, T::mul_add);
-}
-
-/// Evaluates the polynomial with the given coefficients over a slice, using hardware fused
-/// multiply-add when the CPU has it (detected at run time on x86-64) and a separate multiply
-/// and add otherwise, rather than a slow software FMA.
-pub(crate) fn horner_slice<T: Float>(coefficients: &[T], xs: &[T], out: &mut [T]) {
-    assert_eq!(
-        xs.len(),
-        out.len(),
-        "eval_slice: input and output lengths differ"
-    );
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("fma") {
-            // SAFETY: the CPU supports every feature the kernel is compiled for.
-            unsafe { horner_slice_avx512(coefficients, xs, out) };
-            return;
-        }
-        #[cfg(not(target_feature = "fma"))]
-        if has!("avx2") && has!("fma") {
-            // SAFETY: as above.
-            unsafe { horner_slice_fma(coefficients, xs, out) };
-        } else {
-            horner_lanes::<T, LANES>(coefficients, xs, out, |acc, x, c| acc * x + c);
-        }
-        #[cfg(target_feature = "fma")]
-        horner_lanes::<T, LANES>(coefficients, xs, out, T::mul_add);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    horner_lanes::<T, LANES>(coefficients, xs, out, T::mul_add);
-}
-
-impl<T: Float> Activation<T> for Polynomial {
+impl<T: Real> Activation<T> for Polynomial {
     fn name(&self) -> &str {
         "polynomial"
     }
@@ -441,15 +415,7 @@ impl<T: Float> Activation<T> for Polynomial {
     }
 
     fn derivative(&self, x: T) -> T {
-        let mut coefficients = self
-            .coefficients
-            .iter()
-            .enumerate()
-            .skip(1)
-            .rev()
-            .map(|(k, c)| T::of(c.to_f64() * k as f64));
-        let top = coefficients.next().unwrap_or_else(T::zero);
-        coefficients.fold(top, |acc, c| acc.mul_add(x, c))
+        kernel::with_converted(self.derivative_f64(), |c| kernel::horner::<T, true>(c, x))
     }
 
     fn formula(&self) -> Formula {
@@ -457,50 +423,33 @@ impl<T: Float> Activation<T> for Polynomial {
     }
 
     fn eval_slice(&self, xs: &[T], out: &mut [T]) {
-        with_coefficients(self.coefficients.iter().map(Coefficient::to_f64), |c| {
-            horner_slice(c, xs, out)
-        });
+        let coefficients = self.coefficients.iter().map(Coefficient::to_f64);
+        kernel::with_converted(coefficients, |c| kernel::horner_slice(c, xs, out));
     }
 
     fn eval_in_place(&self, xs: &mut [T]) {
         // Horner over a copy of each chunk keeps the kernel's vectorised shape.
-        with_coefficients(self.coefficients.iter().map(Coefficient::to_f64), |c| {
+        let coefficients = self.coefficients.iter().map(Coefficient::to_f64);
+        kernel::with_converted(coefficients, |c| {
             let mut input = [T::zero(); 1024];
             for chunk in xs.chunks_mut(1024) {
                 let input = &mut input[..chunk.len()];
                 input.copy_from_slice(chunk);
-                horner_slice(c, input, chunk);
+                kernel::horner_slice(c, input, chunk);
             }
         });
     }
 
     fn derivative_slice(&self, xs: &[T], out: &mut [T]) {
-        let derivative = self
-            .coefficients
-            .iter()
-            .enumerate()
-            .skip(1)
-            .map(|(k, c)| c.to_f64() * k as f64);
-        with_coefficients(derivative, |c| horner_slice(c, xs, out));
+        kernel::with_converted(self.derivative_f64(), |c| {
+            kernel::horner_slice(c, xs, out)
+        });
     }
 }
 
-/// Runs `f` on the coefficients converted to `T`, on the stack for the usual small degrees, so
-/// that evaluating a short slice costs no allocation.
-fn with_coefficients<T: Float, R>(
-    coefficients: impl ExactSizeIterator<Item = f64>,
-    f: impl FnOnce(&[T]) -> R,
-) -> R {
-    const ON_STACK: usize = 32;
-    let n = coefficients.len();
-    if n <= ON_STACK {
-        let mut buffer = [T::zero(); ON_STACK];
-        for (b, c) in buffer.iter_mut().zip(coefficients) {
-            *b = T::of(c);
-        }
-        f(&buffer[..n])
-    } else {
-        let buffer: Vec<T> = coefficients.map(T::of).collect();
-        f(&buffer)
+impl Polynomial {
+    /// The `f64` coefficients of `p′`, ascending.
+    fn derivative_f64(&self) -> impl ExactSizeIterator<Item = f64> + '_ {
+        kernel::differentiate(&self.coefficients, |c, k| c.to_f64() * k as f64)
     }
 }

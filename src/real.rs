@@ -9,12 +9,12 @@ use std::fmt::{Debug, Display};
 /// without further work.
 ///
 /// ```
-/// fn double<T: polyact::Float>(x: T) -> T {
+/// fn double<T: polyact::Real>(x: T) -> T {
 ///     x + x
 /// }
 /// assert_eq!(double(1.5_f32), 3.0);
 /// ```
-pub trait Float:
+pub trait Real:
     num_traits::Float + num_traits::FloatConst + Default + Debug + Display + Send + Sync + 'static
 {
     /// Converts an `f64` constant into `Self`, rounding to the nearest representable value.
@@ -28,7 +28,7 @@ pub trait Float:
     }
 }
 
-impl<T> Float for T where
+impl<T> Real for T where
     T: num_traits::Float
         + num_traits::FloatConst
         + Default
