@@ -375,6 +375,9 @@ impl FromStr for Spec {
                 formula: shorten(text),
                 reason: "expected taylor:FN:DEG or minimax:FN:DEG:LO:HI".into(),
             }),
+            [name, ..] if known_builtins().split(", ").any(|k| k == *name) => {
+                text.parse::<Builtin>().map(Spec::Builtin)
+            }
             _ => text.parse::<Builtin>().map(Spec::Builtin).map_err(|_| {
                 unknown(
                     text,

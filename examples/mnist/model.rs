@@ -11,6 +11,7 @@
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::VarMap;
+use polyact::nn::Guarded;
 use rand::Rng;
 use rand::rngs::StdRng;
 
