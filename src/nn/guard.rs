@@ -192,6 +192,7 @@ impl RangeGuard {
     /// The interval, if any: the polynomial's domain unless the layer was given another.
     ///
     /// ```
+    /// use polyact::nn::Guarded;
     /// let poly = polyact::presets::m_tanh().with_domain(-2.0..=2.0)?;
     /// let layer = polyact::nn::PolyAct::new(&poly);
     /// assert_eq!(layer.guard().domain(), poly.domain());
@@ -227,6 +228,7 @@ impl RangeGuard {
     ///
     /// ```
     /// use candle_core::{Device, Tensor};
+    /// use polyact::nn::Guarded;
     /// let poly = polyact::presets::m_sigmoid().with_domain(-5.0..=5.0)?;
     /// let layer = polyact::nn::PolyAct::new(&poly);
     /// let xs = Tensor::new(&[-6.0_f32, 0.0, 1.0, 7.0], &Device::Cpu)?;

@@ -289,17 +289,17 @@ impl Polynomial {
     /// let p = Polynomial::from_ratios(&[(1, 2), (1, 4), (0, 1), (-1, 48)]);
     /// let q = p.rescale_input(&Coefficient::integer(2))?;
     /// assert_eq!(q.to_string(), "1/2 + 1/8·x - 1/384·x^3");
-    /// assert!(p.rescale_input(&Coefficient::approx(1e-100)).is_err());
+    /// assert!(p.rescale_input(&Coefficient::approx(1e-200)).is_err()); // x³ coefficient ~1e598
     /// # Ok::<(), polyact::Error>(())
     /// ```
     pub fn rescale_input(&self, s: &Coefficient) -> Result<Polynomial> {
         let value = s.to_f64();
-        if s.is_zero() || !value.is_finite() {
+        if s.is_zero() || !value.is_finite() || !value.recip().is_finite() {
             return Err(Error::InvalidParameter {
                 activation: "polynomial",
                 parameter: "input scale",
                 value,
-                requirement: "it must be finite and non-zero",
+                requirement: "it must be finite and non-zero, with a reciprocal that fits in f64",
             });
         }
         self.compose_affine(&Coefficient::integer(1).div(s), &Coefficient::zero())
