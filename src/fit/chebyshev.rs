@@ -27,8 +27,8 @@ use crate::{Activation, Error, Interval, Result};
 /// assert!(fit.report.max_abs < 5e-3);
 /// # Ok::<(), polyact::Error>(())
 /// ```
-pub fn chebyshev<A: Activation<f64> + ?Sized>(
-    f: &A,
+pub fn chebyshev<A: Activation<f64>>(
+    f: A,
     degree: usize,
     interval: impl TryInto<Interval, Error: Into<Error>>,
 ) -> Result<Fit> {
@@ -38,7 +38,7 @@ pub fn chebyshev<A: Activation<f64> + ?Sized>(
     let count = degree + 1;
     let angle = |j: usize| PI * (j as f64 + 0.5) / count as f64;
     let xs: Vec<f64> = (0..count).map(|j| span.x_of(angle(j).cos())).collect();
-    let ys = eval_all(f, &xs);
+    let ys = eval_all(&f, &xs);
     check_finite(method.name(), f.name(), &xs, &ys)?;
     // cₖ = (2/(n+1)) Σⱼ f(xⱼ) cos(kθⱼ), with c₀ halved.
     let chebyshev = (0..count)
@@ -52,5 +52,5 @@ pub fn chebyshev<A: Activation<f64> + ?Sized>(
             scale * sum / count as f64
         })
         .collect();
-    finish(method, f, chebyshev, span)
+    finish(method, &f, chebyshev, span)
 }

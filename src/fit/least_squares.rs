@@ -29,8 +29,8 @@ use crate::{Activation, Error, Interval, Result};
 /// assert!((fit.polynomial.eval(0.0_f64) - 0.5).abs() < 1e-12);
 /// # Ok::<(), polyact::Error>(())
 /// ```
-pub fn least_squares<A: Activation<f64> + ?Sized>(
-    f: &A,
+pub fn least_squares<A: Activation<f64>>(
+    f: A,
     degree: usize,
     interval: impl TryInto<Interval, Error: Into<Error>>,
 ) -> Result<Fit> {
@@ -42,7 +42,7 @@ pub fn least_squares<A: Activation<f64> + ?Sized>(
     let panels = super::QUADRATURE_PANELS.max(2 * degree);
     let rule = composite_rule(span, &kinks, panels, QUADRATURE_POINTS);
     let xs: Vec<f64> = rule.iter().map(|&(x, _)| x).collect();
-    let ys = eval_all(f, &xs);
+    let ys = eval_all(&f, &xs);
     check_finite(method.name(), f.name(), &xs, &ys)?;
     let mut problem = GivensLeastSquares::new(degree + 1);
     let mut row = vec![0.0; degree + 1];
@@ -56,7 +56,7 @@ pub fn least_squares<A: Activation<f64> + ?Sized>(
         method: method.name(),
         reason: "the normal problem is singular (this should not happen on an interval)".into(),
     })?;
-    finish(method, f, chebyshev, span)
+    finish(method, &f, chebyshev, span)
 }
 
 /// The polynomial of degree ≤ `degree` with the smallest squared error over `samples`,
@@ -87,8 +87,8 @@ pub fn least_squares<A: Activation<f64> + ?Sized>(
 /// assert!(fit::least_squares_on_samples(&Sigmoid, 3, &[0.0, 1.0, 2.0]).is_err());
 /// # Ok::<(), polyact::Error>(())
 /// ```
-pub fn least_squares_on_samples<A: Activation<f64> + ?Sized>(
-    f: &A,
+pub fn least_squares_on_samples<A: Activation<f64>>(
+    f: A,
     degree: usize,
     samples: &[f64],
 ) -> Result<Fit> {
@@ -129,7 +129,7 @@ pub fn least_squares_on_samples<A: Activation<f64> + ?Sized>(
     }
     drop(distinct);
     let span = Interval::new(lo, hi)?;
-    let ys = eval_all(f, samples);
+    let ys = eval_all(&f, samples);
     check_finite(method.name(), f.name(), samples, &ys)?;
     let mut problem = GivensLeastSquares::new(degree + 1);
     let mut row = vec![0.0; degree + 1];
@@ -143,5 +143,5 @@ pub fn least_squares_on_samples<A: Activation<f64> + ?Sized>(
              numerically singular; lower the degree"
         ))
     })?;
-    finish(method, f, chebyshev, span)
+    finish(method, &f, chebyshev, span)
 }

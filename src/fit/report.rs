@@ -187,21 +187,21 @@ fn sig(x: f64) -> String {
 /// # Ok::<(), polyact::Error>(())
 /// ```
 pub fn error_report<P, A>(
-    p: &P,
-    f: &A,
+    p: P,
+    f: A,
     interval: impl TryInto<Interval, Error: Into<Error>>,
 ) -> Result<ErrorReport>
 where
-    P: Activation<f64> + ?Sized,
-    A: Activation<f64> + ?Sized,
+    P: Activation<f64>,
+    A: Activation<f64>,
 {
     const METHOD: &str = "error report";
     let span = super::interval(interval)?;
     let kinks = numeric::kinks(span, [p.formula(), f.formula()]);
     let xs = numeric::grid(span, REPORT_GRID, &kinks);
-    let fs = eval_all(f, &xs);
+    let fs = eval_all(&f, &xs);
     check_finite(METHOD, f.name(), &xs, &fs)?;
-    let ps = eval_all(p, &xs);
+    let ps = eval_all(&p, &xs);
     check_finite(METHOD, p.name(), &xs, &ps)?;
     let errors: Vec<f64> = ps.iter().zip(&fs).map(|(p, f)| (p - f).abs()).collect();
     let error = |x: f64| {
@@ -229,8 +229,8 @@ where
 
     let scale = fs.iter().fold(1.0_f64, |m, y| m.max(y.abs()));
     let tolerance = SHAPE_TOLERANCE * scale;
-    let (lower_bound, upper_bound) = function_bounds(f, &xs, &fs);
-    let bounded = bounds_check(p, &xs, &ps, lower_bound, upper_bound, tolerance);
+    let (lower_bound, upper_bound) = function_bounds(&f, &xs, &fs);
+    let bounded = bounds_check(&p, &xs, &ps, lower_bound, upper_bound, tolerance);
     let monotone = monotone_check(&xs, &fs, &ps, tolerance);
 
     Ok(ErrorReport {

@@ -434,6 +434,7 @@ impl From<crate::registry::Builtin> for Act {
 /// ```
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("candle activation {activation:?} has no polyact equivalent: {reason}")]
+#[non_exhaustive]
 pub struct NoEquivalent {
     /// The activation that was given.
     pub activation: candle_nn::Activation,

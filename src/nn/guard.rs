@@ -68,10 +68,17 @@ pub(crate) fn clamp_tensor(xs: &Tensor, bounds: Option<Interval>) -> Result<Tens
 /// Counts of inputs seen by a monitored polynomial layer.
 ///
 /// ```
-/// let report = polyact::nn::RangeReport { inputs: 8, outside: 2 };
+/// use candle_core::{Device, Module, Tensor};
+/// use polyact::nn::{Guarded, PolyAct};
+/// let layer = PolyAct::new(&polyact::presets::m_tanh()).with_domain(-1.0..=1.0)?.with_monitor();
+/// layer.forward(&Tensor::new(&[0.0_f32, 0.5, 2.0, -3.0, 0.1, 0.2, 0.3, 0.4], &Device::Cpu)?)?;
+/// let report = layer.guard().report().expect("monitored");
+/// assert_eq!((report.inputs, report.outside), (8, 2));
 /// assert!((report.fraction() - 0.25).abs() < 1e-15);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RangeReport {
     /// Input elements seen since the counters were last reset.
     pub inputs: u64,
