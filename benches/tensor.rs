@@ -1,4 +1,5 @@
-//! Activations on candle tensors (CPU): 1M-element `f32` tensors, forward and forward+backward.
+//! Activations on candle tensors (CPU): 1M-element `f32` tensors, forward and forward+backward,
+//! with the **system allocator** (what a library's users get by default).
 //!
 //! Subjects: candle's exact `sigmoid` (`candle_nn::ops::sigmoid`), `tanh`, `relu` and `gelu_erf`;
 //! a degree-5 polynomial (the study's adjusted sigmoid) as the unfused Horner composite of tensor
@@ -6,91 +7,15 @@
 //! a tensor copy as the memory floor.
 //!
 //! Forward+backward is `f(x).backward()` with `x` a variable: candle's autograd seeds the
-//! gradient with ones and accumulates every node's gradient, as in training.
-//!
-//! The allocator is mimalloc, as in the crate's training example. Forward+backward allocates
-//! 4-8 fresh 4 MiB tensors per call (the op's output, autograd's seed, its zero accumulator, the
-//! accumulated sum, each op's intermediates); glibc's malloc hands them back to the OS at every
-//! step and page-faults them in again, which on a small VM costs more than all the arithmetic
-//! and measures the allocator rather than the activations. mimalloc keeps them.
+//! gradient with ones and accumulates every node's gradient, as in training. That allocates 4-8
+//! fresh 4 MiB tensors per call; glibc's malloc returns them to the OS at every step and
+//! page-faults them in again, which costs about as much as the arithmetic. `tensor_mimalloc`
+//! runs the same groups with mimalloc, which keeps them.
 //!
 //! Run: `cargo bench --bench tensor` (`-- --quick` for a fast pass).
 
-use std::hint::black_box;
+#[path = "tensor/common.rs"]
+mod common;
 
-use candle_core::{Device, Module, Result, Tensor, Var};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use polyact::nn::PolyAct;
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const ELEMENTS: usize = 1 << 20;
-
-type Subject = Box<dyn Fn(&Tensor) -> Result<Tensor>>;
-
-fn subjects() -> Vec<(&'static str, Subject)> {
-    let poly = polyact::presets::m_sigmoid();
-    let fused = PolyAct::new(&poly);
-    let unfused = fused.clone();
-    let single = fused.clone();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .expect("a one-thread pool");
-    vec![
-        ("copy", Box::new(|x: &Tensor| x.copy())),
-        ("candle_sigmoid", Box::new(candle_nn::ops::sigmoid)),
-        ("candle_tanh", Box::new(|x: &Tensor| x.tanh())),
-        ("candle_relu", Box::new(|x: &Tensor| x.relu())),
-        ("candle_gelu_erf", Box::new(|x: &Tensor| x.gelu_erf())),
-        (
-            "horner_unfused_deg5",
-            Box::new(move |x: &Tensor| unfused.forward_unfused(x)),
-        ),
-        (
-            "polyact_fused_deg5",
-            Box::new(move |x: &Tensor| fused.forward(x)),
-        ),
-        (
-            "polyact_fused_deg5_1thread",
-            Box::new(move |x: &Tensor| pool.install(|| single.forward(x))),
-        ),
-    ]
-}
-
-fn input() -> Tensor {
-    // Deterministic values in [-4, 4), where the polynomial is meant to be used.
-    let values: Vec<f32> = (0..ELEMENTS)
-        .map(|i| ((i * 7919) % 8192) as f32 / 1024.0 - 4.0)
-        .collect();
-    Tensor::from_vec(values, ELEMENTS, &Device::Cpu).expect("a tensor")
-}
-
-fn forward(c: &mut Criterion) {
-    let x = input();
-    let mut group = c.benchmark_group("tensor_forward_f32_1M");
-    group.throughput(Throughput::Elements(ELEMENTS as u64));
-    for (name, f) in subjects() {
-        group.bench_function(name, |b| b.iter(|| f(black_box(&x)).expect("forward")));
-    }
-    group.finish();
-}
-
-fn forward_backward(c: &mut Criterion) {
-    let x = Var::from_tensor(&input()).expect("a variable");
-    let mut group = c.benchmark_group("tensor_forward_backward_f32_1M");
-    group.throughput(Throughput::Elements(ELEMENTS as u64));
-    for (name, f) in subjects() {
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let y = f(black_box(x.as_tensor())).expect("forward");
-                y.backward().expect("backward")
-            })
-        });
-    }
-    group.finish();
-}
-
-criterion_group!(benches, forward, forward_backward);
-criterion_main!(benches);
+criterion::criterion_group!(benches, common::forward, common::forward_backward);
+criterion::criterion_main!(benches);

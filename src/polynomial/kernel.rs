@@ -136,6 +136,25 @@ pub fn horner<T: Real, const FMA: bool>(coefficients: &[T], x: T) -> T {
     }
 }
 
+/// `(p(x), p′(x))` in one pass of Horner's rule (the derivative's recurrence rides along).
+///
+/// ```
+/// // p = 1 + 2x + 3x²: p(2) = 17, p′(2) = 2 + 6·2 = 14.
+/// assert_eq!(polyact::kernel::horner_with_derivative::<f64, true>(&[1.0, 2.0, 3.0], 2.0), (17.0, 14.0));
+/// ```
+#[inline(always)]
+pub fn horner_with_derivative<T: Real, const FMA: bool>(coefficients: &[T], x: T) -> (T, T) {
+    let Some((&top, rest)) = coefficients.split_last() else {
+        return (T::zero(), T::zero());
+    };
+    let (mut p, mut dp) = (top, T::zero());
+    for &c in rest.iter().rev() {
+        dp = step::<T, FMA>(dp, x, p);
+        p = step::<T, FMA>(p, x, c);
+    }
+    (p, dp)
+}
+
 /// `p` at `L` independent inputs; the loop over lanes vectorises.
 #[inline(always)]
 pub fn horner_lanes<T: Real, const FMA: bool, const L: usize>(
