@@ -12,8 +12,9 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::conv::Pooling;
 use crate::data::{SIDE, Split};
-use crate::model::{ConvImpl, Model, RangePolicy};
+use crate::model::{ConvImpl, ConvSpec, Model, RangePolicy};
 use crate::spec::ActSpec;
 
 /// Which Adam implementation updates the weights.
@@ -26,8 +27,9 @@ pub enum OptimizerKind {
     Candle,
 }
 
-/// Settings shared by every run of an experiment (recorded with each result; `--resume`
-/// only skips runs made with the same settings).
+/// Every setting that changes the trained model (recorded with each result: it is the run's
+/// identity with the activation and the seed, and `--resume` only skips runs made with equal
+/// settings). How a run is executed (device, implementations, jobs) is not part of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
     /// Data set name.
@@ -37,11 +39,49 @@ pub struct RunConfig {
     /// Examples per step.
     pub batch_size: usize,
     /// Adam's learning rate.
+    #[serde(with = "crate::float")]
     pub lr: f64,
     /// Training examples held out (the last ones) for validation.
     pub val_split: usize,
     /// Training examples used (after the hold-out), `None` for all.
     pub limit_train: Option<usize>,
+    /// `--domain` given to every polynomial activation (absent in records written before it
+    /// was part of the identity).
+    #[serde(default, with = "crate::float::opt_pair")]
+    pub domain: Option<(f64, f64)>,
+    /// `--clamp`.
+    #[serde(default)]
+    pub clamp: bool,
+    /// `--conv-activation`: the convolutions' activation spec.
+    #[serde(default = "relu")]
+    pub conv_activation: String,
+    /// `--pool`: the convolutions' pooling.
+    #[serde(default)]
+    pub pooling: Pooling,
+}
+
+fn relu() -> String {
+    "relu".into()
+}
+
+#[cfg(test)]
+impl RunConfig {
+    /// The study's settings on `dataset`: 12 epochs of batches of 128 with learning rate 1e-3,
+    /// all 60,000 training images, no domain.
+    pub fn study(dataset: &str) -> Self {
+        Self {
+            dataset: dataset.to_string(),
+            epochs: 12,
+            batch_size: 128,
+            lr: 1e-3,
+            val_split: 0,
+            limit_train: None,
+            domain: None,
+            clamp: false,
+            conv_activation: relu(),
+            pooling: Pooling::Max,
+        }
+    }
 }
 
 /// Adam's settings, Keras defaults.
@@ -57,20 +97,30 @@ pub struct EpochRecord {
     /// 1-based epoch.
     pub epoch: usize,
     /// Mean training loss over the epoch's batches (with dropout, as Keras reports it).
+    #[serde(with = "crate::float")]
     pub train_loss: f64,
     /// Training accuracy over the epoch's batches.
+    #[serde(with = "crate::float")]
     pub train_accuracy: f64,
     /// Accuracy on the held-out validation examples (`None` without a hold-out).
+    #[serde(default, with = "crate::float::opt")]
     pub val_accuracy: Option<f64>,
     /// Accuracy on the test set.
+    #[serde(with = "crate::float")]
     pub test_accuracy: f64,
     /// Wall time of the epoch's training steps.
+    #[serde(with = "crate::float")]
     pub seconds: f64,
     /// Training throughput.
+    #[serde(with = "crate::float")]
     pub images_per_second: f64,
     /// Fraction of the polynomial activation's inputs outside its domain during the epoch's
     /// training steps (only for a polynomial with a domain: a fit, or `--domain`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::float::opt"
+    )]
     pub out_of_domain: Option<f64>,
 }
 
@@ -93,6 +143,7 @@ pub struct RunResult {
     /// The run's seed.
     pub seed: u64,
     /// Final test accuracy (`None` when it diverged before finishing an epoch).
+    #[serde(default, with = "crate::float::opt")]
     pub test_accuracy: Option<f64>,
     /// `Some` when the loss became NaN or infinite.
     pub diverged: Option<Divergence>,
@@ -103,10 +154,22 @@ pub struct RunResult {
     /// Settings.
     pub config: RunConfig,
     /// Wall time of the whole run, evaluation included.
+    #[serde(with = "crate::float")]
     pub wall_seconds: f64,
     /// A learnable activation's final polynomial, ascending coefficients.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::float::opt_vec"
+    )]
     pub learned_coefficients: Option<Vec<f64>>,
+    /// Where it ran (`cpu`, `cuda`), for combining results of several machines; not part of
+    /// the run's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The saved model (`--no-save` leaves it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_file: Option<String>,
 }
 
 /// The data of an experiment, split once: training examples, validation, test.
@@ -120,7 +183,8 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Holds out the last `val_split` training examples and keeps at most `limit` of the rest.
+    /// Holds out the last `val_split` training examples and keeps at most `limit` of the rest;
+    /// refuses a split that leaves no training example.
     pub fn new(
         train: &Split,
         test: Split,
@@ -130,6 +194,9 @@ impl Prepared {
         let n = train.len();
         if val_split >= n {
             anyhow::bail!("--val-split {val_split} leaves no training examples (the set has {n})");
+        }
+        if limit == Some(0) {
+            anyhow::bail!("--limit-train 0 leaves no training examples (use at least 1)");
         }
         let cut = n - val_split;
         let used = limit.map_or(cut, |l| l.min(cut));
@@ -350,6 +417,11 @@ pub struct Engine {
     pub optimizer: OptimizerKind,
     /// Domain and clamping of polynomial activations.
     pub range: RangePolicy,
+    /// The convolutions' activation and pooling (resolved from the run's settings,
+    /// `RunConfig::conv_activation` and `RunConfig::pooling`).
+    pub blocks: ConvSpec,
+    /// Where to save each trained model (`<dir>/<label>-seed<seed>.safetensors`), if anywhere.
+    pub models: Option<std::path::PathBuf>,
 }
 
 /// Prints above the progress bar, or plainly when the bar is hidden (no terminal).
@@ -372,7 +444,14 @@ pub fn run(
 ) -> anyhow::Result<RunResult> {
     let start = Instant::now();
     let mut rng = StdRng::seed_from_u64(seed);
-    let model = Model::new(spec, &engine.range, engine.conv, &engine.device, &mut rng)?;
+    let model = Model::new(
+        spec,
+        &engine.range,
+        &engine.blocks,
+        engine.conv,
+        &engine.device,
+        &mut rng,
+    )?;
     let mut opt = Opt::new(engine.optimizer, model.varmap.all_vars(), cfg.lr)?;
     let n = data.train.len();
     let steps = n.div_ceil(cfg.batch_size);
@@ -456,20 +535,43 @@ pub fn run(
         );
         history.push(rec);
     }
+    let test_accuracy = if diverged.is_some() {
+        None
+    } else {
+        history.last().map(|h| h.test_accuracy)
+    };
+    let model_file = match &engine.models {
+        Some(dir) => {
+            let path = crate::save::model_path(dir, &spec.label, seed);
+            let info = crate::save::SaveInfo {
+                activation: &spec.label,
+                seed,
+                test_accuracy: test_accuracy.unwrap_or(f64::NAN),
+            };
+            crate::save::save(&model, &info, &path)?;
+            Some(path.display().to_string())
+        }
+        None => None,
+    };
     Ok(RunResult {
         activation: spec.label.clone(),
         seed,
-        test_accuracy: if diverged.is_some() {
-            None
-        } else {
-            history.last().map(|h| h.test_accuracy)
-        },
+        test_accuracy,
         diverged,
         history,
         parameters: model.parameters(),
         config: cfg.clone(),
         wall_seconds: start.elapsed().as_secs_f64(),
         learned_coefficients: model.learned_polynomial().map(|p| p.coefficients_f64()),
+        device: Some(
+            if engine.device.is_cpu() {
+                "cpu"
+            } else {
+                "cuda"
+            }
+            .to_string(),
+        ),
+        model_file,
     })
 }
 
@@ -544,18 +646,19 @@ mod tests {
     fn divergence_is_recorded_not_fatal() {
         let prepared = Prepared::new(&synthetic(300, 1), synthetic(50, 2), 44, None).unwrap();
         let cfg = RunConfig {
-            dataset: "synthetic".into(),
             epochs: 3,
             batch_size: 64,
             lr: 1e3,
             val_split: 44,
-            limit_train: None,
+            ..RunConfig::study("synthetic")
         };
         let engine = Engine {
             device: Device::Cpu,
             conv: ConvImpl::Fused,
             optimizer: OptimizerKind::Fused,
             range: RangePolicy::default(),
+            blocks: ConvSpec::default(),
+            models: None,
         };
         let spec: ActSpec = "m_tanh".parse().unwrap();
         let r = run(&spec, 0, &prepared, &cfg, &engine, &ProgressBar::hidden()).unwrap();
@@ -567,10 +670,11 @@ mod tests {
     }
 
     /// One epoch on 2,000 real training images: test accuracy (all 10,000) well above chance for relu and the study's
-    /// m_sigmoid. Skipped (with a message) only when the shared MNIST copy is absent.
+    /// m_sigmoid. Fails when the real MNIST is absent, unless POLYACT_ALLOW_MISSING_MNIST=1.
     #[test]
     fn one_epoch_on_2000_real_images_learns() {
-        let Some(dir) = crate::tests_support::shared_mnist() else {
+        let Some(dir) = crate::tests_support::real_mnist("one_epoch_on_2000_real_images_learns")
+        else {
             return;
         };
         let data = load(&dir, DatasetKind::Mnist, None).unwrap();
@@ -580,18 +684,19 @@ mod tests {
         // Batches of 16: one epoch is 125 Adam steps (16 with the study's 128 are too few to
         // tell learning from luck).
         let cfg = RunConfig {
-            dataset: "mnist".into(),
             epochs: 1,
             batch_size: 16,
-            lr: 1e-3,
             val_split: 5000,
             limit_train: Some(2000),
+            ..RunConfig::study("mnist")
         };
         let engine = Engine {
             device: Device::Cpu,
             conv: ConvImpl::Fused,
             optimizer: OptimizerKind::Fused,
             range: RangePolicy::default(),
+            blocks: ConvSpec::default(),
+            models: None,
         };
         for name in ["relu", "m_sigmoid"] {
             let spec: ActSpec = name.parse().unwrap();
