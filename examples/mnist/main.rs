@@ -251,7 +251,7 @@ impl Args {
         }
     }
 
-    /// How runs are executed, saving models in `out/models` unless `--no-save`.
+    /// How runs are executed, saving models in `out/models/` unless `--no-save`.
     fn engine(&self, out: &Path) -> anyhow::Result<Engine> {
         let conv_act: ActSpec = self.conv_activation.parse()?;
         let blocks = model::ConvSpec::new(&conv_act, self.pool)?;
@@ -270,7 +270,7 @@ impl Args {
                 clamp: self.clamp,
             },
             blocks,
-            models: (!self.no_save).then(|| out.join("models")),
+            models: (!self.no_save).then(|| out.to_path_buf()),
         })
     }
 

@@ -420,7 +420,8 @@ pub struct Engine {
     /// The convolutions' activation and pooling (resolved from the run's settings,
     /// `RunConfig::conv_activation` and `RunConfig::pooling`).
     pub blocks: ConvSpec,
-    /// Where to save each trained model (`<dir>/<label>-seed<seed>.safetensors`), if anywhere.
+    /// The output folder to save each trained model in
+    /// (`<out>/models/<label>-seed<seed>.safetensors`), if any.
     pub models: Option<std::path::PathBuf>,
 }
 
@@ -667,6 +668,36 @@ mod tests {
         assert!(d.loss.contains("NaN") || d.loss.contains("inf"), "{d:?}");
         assert_eq!(r.test_accuracy, None);
         assert_eq!(r.history.len(), d.epoch - 1);
+    }
+
+    /// The trained model lands at `<out>/models/<label>-seed<seed>.safetensors` and the record
+    /// names it.
+    #[test]
+    fn trained_model_is_saved_where_documented() {
+        let out = crate::results::tests::tmp("saved-run");
+        let prepared = Prepared::new(&synthetic(100, 3), synthetic(20, 4), 0, None).unwrap();
+        let cfg = RunConfig {
+            epochs: 1,
+            batch_size: 50,
+            ..RunConfig::study("synthetic")
+        };
+        let engine = Engine {
+            device: Device::Cpu,
+            conv: ConvImpl::Fused,
+            optimizer: OptimizerKind::Fused,
+            range: RangePolicy::default(),
+            blocks: ConvSpec::default(),
+            models: Some(out.clone()),
+        };
+        let spec: ActSpec = "minimax:tanh:3:-2:2".parse().unwrap();
+        let r = run(&spec, 5, &prepared, &cfg, &engine, &ProgressBar::hidden()).unwrap();
+        let path = out.join("models/minimax_tanh_3_-2_2-seed5.safetensors");
+        assert!(path.is_file(), "{}", path.display());
+        assert_eq!(
+            r.model_file.as_deref(),
+            Some(path.display().to_string().as_str())
+        );
+        std::fs::remove_dir_all(&out).unwrap();
     }
 
     /// One epoch on 2,000 real training images: test accuracy (all 10,000) well above chance for relu and the study's
