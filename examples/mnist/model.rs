@@ -440,16 +440,16 @@ impl Model {
                 HIDDEN * CLASSES + CLASSES,
             ),
         ];
-        let line = "_".repeat(84);
+        let line = "_".repeat(88);
         let mut s = format!(
-            "Model: \"sequential\"\n{line}\n {:<34}{:<36}{:>12}\n{}\n",
+            "Model: \"sequential\"\n{line}\n {:<38}{:<36}{:>12}\n{}\n",
             "Layer (type)",
             "Output Shape",
             "Param #",
-            "=".repeat(84)
+            "=".repeat(88)
         );
         for (i, (name, shape, n)) in rows.iter().enumerate() {
-            s += &format!(" {name:<34}{shape:<36}{:>12}\n", group(*n));
+            s += &format!(" {name:<38}{shape:<36}{:>12}\n", group(*n));
             if i + 1 < rows.len() {
                 s += "\n";
             }
@@ -457,7 +457,7 @@ impl Model {
         let total = self.parameters();
         s += &format!(
             "{}\nTotal params: {}\nTrainable params: {}\nNon-trainable params: 0\n{line}\n",
-            "=".repeat(84),
+            "=".repeat(88),
             group(total),
             group(total)
         );

@@ -233,86 +233,102 @@ fn pct(x: f64) -> String {
 /// One paragraph: which of the study's claims hold at 95 % confidence and which are within
 /// noise, from the per-activation statistics and the paired differences.
 pub fn verdict(acts: &[(String, Stats, usize)], pairs: &[Paired]) -> String {
-    let mut v = Vec::new();
-    // Claim 1: the polynomials stay above 0.99.
-    let polys: Vec<&(String, Stats, usize)> = acts
+    let v: Vec<String> = [
+        claim_above_floor(acts),
+        claim_tanh_improved(pairs),
+        pairs_against_noise(pairs),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if v.is_empty() {
+        "No verdict: no polynomial with finished runs.".into()
+    } else {
+        v.join(" ")
+    }
+}
+
+/// The study's claim that the polynomials stay above 0.99: per polynomial, whether its
+/// interval lies above, below, or across 0.99.
+fn claim_above_floor(acts: &[(String, Stats, usize)]) -> Option<String> {
+    let (mut above, mut below, mut unclear) = (Vec::new(), Vec::new(), Vec::new());
+    for (a, s, d) in acts
         .iter()
         .filter(|(a, s, _)| partner(a).is_some() && s.n > 0)
-        .collect();
-    if !polys.is_empty() {
-        let mut above = Vec::new();
-        let mut unclear = Vec::new();
-        let mut below = Vec::new();
-        for (a, s, d) in &polys {
-            let txt = format!(
-                "{a} (mean {:.4}, min {:.4}, n = {}{})",
-                s.mean,
-                s.min,
-                s.n,
-                if *d > 0 {
-                    format!(", {d} diverged")
-                } else {
-                    String::new()
-                }
-            );
-            match s.ci {
-                Some((lo, _)) if lo > CLAIM_FLOOR && *d == 0 => above.push(txt),
-                Some((_, hi)) if hi < CLAIM_FLOOR => below.push(txt),
-                _ => unclear.push(txt),
-            }
-        }
-        let mut s = String::from("Claim \"the polynomials stay above 0.99\": ");
-        if !above.is_empty() {
-            s += &format!(
-                "holds for {} (95 % interval of the mean entirely above 0.99)",
-                above.join(", ")
-            );
-        }
-        if !below.is_empty() {
-            s += &format!(
-                "{}fails for {} (interval entirely below 0.99)",
-                if above.is_empty() { "" } else { "; " },
-                below.join(", ")
-            );
-        }
-        if !unclear.is_empty() {
-            s += &format!(
-                "{}is not settled for {} (interval reaches 0.99, a run diverged, or too few seeds)",
-                if above.is_empty() && below.is_empty() {
-                    ""
-                } else {
-                    "; "
-                },
-                unclear.join(", ")
-            );
-        }
-        v.push(s + ".");
-    }
-    // Claim 2: "tanh improved" (m_tanh beats tanh).
-    if let Some(p) = pairs
-        .iter()
-        .find(|p| p.poly == "m_tanh" && p.exact == "tanh")
     {
-        v.push(match p.diff.ci {
-            Some((lo, hi)) if lo > 0.0 => format!(
-                "Claim \"tanh improved\" (m_tanh above tanh) holds: paired by seed, m_tanh − tanh = {} points (95 % CI {} to {}, {} seeds).",
-                pct(p.diff.mean), pct(lo), pct(hi), p.diff.n
-            ),
-            Some((lo, hi)) if hi < 0.0 => format!(
-                "Claim \"tanh improved\" is reversed: m_tanh − tanh = {} points (95 % CI {} to {}, {} seeds).",
-                pct(p.diff.mean), pct(lo), pct(hi), p.diff.n
-            ),
-            Some((lo, hi)) => format!(
-                "Claim \"tanh improved\" is within noise: m_tanh − tanh = {} points, 95 % CI {} to {} contains 0 ({} seeds).",
-                pct(p.diff.mean), pct(lo), pct(hi), p.diff.n
-            ),
-            None => format!(
-                "Claim \"tanh improved\" cannot be judged with {} paired seed(s).",
-                p.diff.n
-            ),
-        });
+        let diverged = if *d > 0 {
+            format!(", {d} diverged")
+        } else {
+            String::new()
+        };
+        let txt = format!(
+            "{a} (mean {:.4}, min {:.4}, n = {}{diverged})",
+            s.mean, s.min, s.n
+        );
+        match s.ci {
+            Some((lo, _)) if lo > CLAIM_FLOOR && *d == 0 => above.push(txt),
+            Some((_, hi)) if hi < CLAIM_FLOOR => below.push(txt),
+            _ => unclear.push(txt),
+        }
     }
-    // Every pairing: distinguishable from its exact function or not.
+    let mut parts = Vec::new();
+    if !above.is_empty() {
+        parts.push(format!(
+            "holds for {} (95 % interval of the mean entirely above 0.99)",
+            above.join(", ")
+        ));
+    }
+    if !below.is_empty() {
+        parts.push(format!(
+            "fails for {} (interval entirely below 0.99)",
+            below.join(", ")
+        ));
+    }
+    if !unclear.is_empty() {
+        parts.push(format!(
+            "is not settled for {} (interval reaches 0.99, a run diverged, or too few seeds)",
+            unclear.join(", ")
+        ));
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "Claim \"the polynomials stay above 0.99\": {}.",
+            parts.join("; ")
+        )
+    })
+}
+
+/// The study's claim "tanh improved": m_tanh above tanh, paired by seed.
+fn claim_tanh_improved(pairs: &[Paired]) -> Option<String> {
+    let p = pairs
+        .iter()
+        .find(|p| p.poly == "m_tanh" && p.exact == "tanh")?;
+    let (mean, n) = (pct(p.diff.mean), p.diff.n);
+    Some(match p.diff.ci {
+        Some((lo, hi)) if lo > 0.0 => format!(
+            "Claim \"tanh improved\" (m_tanh above tanh) holds: paired by seed, m_tanh − tanh = \
+             {mean} points (95 % CI {} to {}, {n} seeds).",
+            pct(lo),
+            pct(hi)
+        ),
+        Some((lo, hi)) if hi < 0.0 => format!(
+            "Claim \"tanh improved\" is reversed: m_tanh − tanh = {mean} points (95 % CI {} to \
+             {}, {n} seeds).",
+            pct(lo),
+            pct(hi)
+        ),
+        Some((lo, hi)) => format!(
+            "Claim \"tanh improved\" is within noise: m_tanh − tanh = {mean} points, 95 % CI {} \
+             to {} contains 0 ({n} seeds).",
+            pct(lo),
+            pct(hi)
+        ),
+        None => format!("Claim \"tanh improved\" cannot be judged with {n} paired seed(s)."),
+    })
+}
+
+/// Every pairing: significantly above or below its exact function, or within noise.
+fn pairs_against_noise(pairs: &[Paired]) -> Option<String> {
     let (mut noise, mut worse, mut better) = (Vec::new(), Vec::new(), Vec::new());
     for p in pairs {
         let name = format!("{} vs {}", p.poly, p.exact);
@@ -323,32 +339,28 @@ pub fn verdict(acts: &[(String, Stats, usize)], pairs: &[Paired]) -> String {
             None => {}
         }
     }
-    if !(noise.is_empty() && worse.is_empty() && better.is_empty()) {
-        let mut s = String::from("Paired by seed,");
-        let mut parts = Vec::new();
-        if !worse.is_empty() {
-            parts.push(format!(
-                " significantly below their exact function: {}",
-                worse.join(", ")
-            ));
-        }
-        if !better.is_empty() {
-            parts.push(format!(" significantly above: {}", better.join(", ")));
-        }
-        if !noise.is_empty() {
-            parts.push(format!(
-                " within noise (interval contains 0): {}",
-                noise.join(", ")
-            ));
-        }
-        s += &parts.join(";");
-        v.push(s + " (differences in accuracy points).");
+    let mut parts = Vec::new();
+    if !worse.is_empty() {
+        parts.push(format!(
+            " significantly below their exact function: {}",
+            worse.join(", ")
+        ));
     }
-    if v.is_empty() {
-        "No verdict: no polynomial with finished runs.".into()
-    } else {
-        v.join(" ")
+    if !better.is_empty() {
+        parts.push(format!(" significantly above: {}", better.join(", ")));
     }
+    if !noise.is_empty() {
+        parts.push(format!(
+            " within noise (interval contains 0): {}",
+            noise.join(", ")
+        ));
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "Paired by seed,{} (differences in accuracy points).",
+            parts.join(";")
+        )
+    })
 }
 
 #[cfg(test)]

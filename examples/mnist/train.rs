@@ -434,6 +434,140 @@ pub fn say(bar: &ProgressBar, line: String) {
     }
 }
 
+/// What one run trains with, and where it reports.
+struct Ctx<'a> {
+    label: &'a str,
+    seed: u64,
+    data: &'a Prepared,
+    cfg: &'a RunConfig,
+    engine: &'a Engine,
+    bar: &'a ProgressBar,
+}
+
+/// Running sums over an epoch's training steps.
+#[derive(Default)]
+struct EpochSums {
+    loss: f64,
+    right: usize,
+    seen: usize,
+}
+
+/// One pass over the training set in `order`; `Err` when the loss became NaN or infinite.
+fn train_epoch(
+    ctx: &Ctx<'_>,
+    model: &Model,
+    opt: &mut Opt,
+    rng: &mut StdRng,
+    order: &[usize],
+    epoch: usize,
+) -> anyhow::Result<Result<EpochSums, Divergence>> {
+    let (cfg, bar) = (ctx.cfg, ctx.bar);
+    let steps = order.len().div_ceil(cfg.batch_size);
+    let t0 = Instant::now();
+    let mut sums = EpochSums::default();
+    for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
+        let (x, y) = batch(&ctx.data.train, idx, &ctx.engine.device)?;
+        let logits = model.forward(&x, Some(rng))?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+        let l = loss.to_scalar::<f32>()?;
+        if !l.is_finite() {
+            say(
+                bar,
+                format!(
+                    "{} seed {}: diverged at epoch {epoch} step {} (loss {l})",
+                    ctx.label,
+                    ctx.seed,
+                    step + 1
+                ),
+            );
+            return Ok(Err(Divergence {
+                epoch,
+                step: step + 1,
+                loss: l.to_string(),
+            }));
+        }
+        opt.backward_step(&loss)?;
+        sums.loss += f64::from(l) * idx.len() as f64;
+        sums.right += correct(&logits, &y)?;
+        sums.seen += idx.len();
+        bar.inc(1);
+        if step % 10 == 0 || step + 1 == steps {
+            let rate = sums.seen as f64 / t0.elapsed().as_secs_f64();
+            bar.set_message(format!(
+                "epoch {epoch}/{} loss {:.4} acc {:.4} {rate:.0} img/s",
+                cfg.epochs,
+                sums.loss / sums.seen as f64,
+                sums.right as f64 / sums.seen as f64
+            ));
+        }
+    }
+    Ok(Ok(sums))
+}
+
+/// The figures of a finished epoch (validation and test accuracy evaluated now), printed.
+fn epoch_record(
+    ctx: &Ctx<'_>,
+    model: &Model,
+    epoch: usize,
+    sums: &EpochSums,
+    seconds: f64,
+) -> anyhow::Result<EpochRecord> {
+    // Taken before evaluating: the fraction is over the epoch's training steps only.
+    let out_of_domain = model.take_out_of_range();
+    let val_accuracy = if ctx.data.val.len() > 0 {
+        Some(evaluate(model, &ctx.data.val)?)
+    } else {
+        None
+    };
+    let rec = EpochRecord {
+        epoch,
+        train_loss: sums.loss / sums.seen as f64,
+        train_accuracy: sums.right as f64 / sums.seen as f64,
+        val_accuracy,
+        test_accuracy: evaluate(model, &ctx.data.test)?,
+        seconds,
+        images_per_second: sums.seen as f64 / seconds,
+        out_of_domain,
+    };
+    let domain = rec.out_of_domain.map_or(String::new(), |f| {
+        format!(", {:.3}% outside domain", 100.0 * f)
+    });
+    say(
+        ctx.bar,
+        format!(
+            "{:>12} seed {} epoch {epoch:>2}: loss {:.4} acc {:.4} val {} test {:.4} ({:.1} s, {:.0} img/s{domain})",
+            ctx.label,
+            ctx.seed,
+            rec.train_loss,
+            rec.train_accuracy,
+            val_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
+            rec.test_accuracy,
+            rec.seconds,
+            rec.images_per_second
+        ),
+    );
+    Ok(rec)
+}
+
+/// Saves the trained model when the engine says where; returns the file.
+fn save_model(
+    ctx: &Ctx<'_>,
+    model: &Model,
+    test_accuracy: Option<f64>,
+) -> anyhow::Result<Option<String>> {
+    let Some(dir) = &ctx.engine.models else {
+        return Ok(None);
+    };
+    let path = crate::save::model_path(dir, ctx.label, ctx.seed);
+    let info = crate::save::SaveInfo {
+        activation: ctx.label,
+        seed: ctx.seed,
+        test_accuracy: test_accuracy.unwrap_or(f64::NAN),
+    };
+    crate::save::save(model, &info, &path)?;
+    Ok(Some(path.display().to_string()))
+}
+
 /// Trains one model and returns its result; a NaN/inf loss ends the run early as diverged.
 pub fn run(
     spec: &ActSpec,
@@ -444,6 +578,14 @@ pub fn run(
     bar: &ProgressBar,
 ) -> anyhow::Result<RunResult> {
     let start = Instant::now();
+    let ctx = Ctx {
+        label: &spec.label,
+        seed,
+        data,
+        cfg,
+        engine,
+        bar,
+    };
     let mut rng = StdRng::seed_from_u64(seed);
     let model = Model::new(
         spec,
@@ -455,105 +597,30 @@ pub fn run(
     )?;
     let mut opt = Opt::new(engine.optimizer, model.varmap.all_vars(), cfg.lr)?;
     let n = data.train.len();
-    let steps = n.div_ceil(cfg.batch_size);
-    bar.set_length((steps * cfg.epochs) as u64);
+    bar.set_length((n.div_ceil(cfg.batch_size) * cfg.epochs) as u64);
     let mut order: Vec<usize> = (0..n).collect();
     let mut history = Vec::new();
     let mut diverged = None;
-    'epochs: for epoch in 1..=cfg.epochs {
+    for epoch in 1..=cfg.epochs {
         order.shuffle(&mut rng);
         let t0 = Instant::now();
-        let (mut loss_sum, mut right, mut seen) = (0.0f64, 0usize, 0usize);
-        for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
-            let (x, y) = batch(&data.train, idx, &engine.device)?;
-            let logits = model.forward(&x, Some(&mut rng))?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-            let l = loss.to_scalar::<f32>()?;
-            if !l.is_finite() {
-                diverged = Some(Divergence {
-                    epoch,
-                    step: step + 1,
-                    loss: l.to_string(),
-                });
-                say(
-                    bar,
-                    format!(
-                        "{} seed {seed}: diverged at epoch {epoch} step {} (loss {l})",
-                        spec.label,
-                        step + 1
-                    ),
-                );
-                break 'epochs;
+        match train_epoch(&ctx, &model, &mut opt, &mut rng, &order, epoch)? {
+            Ok(sums) => {
+                let seconds = t0.elapsed().as_secs_f64();
+                history.push(epoch_record(&ctx, &model, epoch, &sums, seconds)?);
             }
-            opt.backward_step(&loss)?;
-            loss_sum += f64::from(l) * idx.len() as f64;
-            right += correct(&logits, &y)?;
-            seen += idx.len();
-            bar.inc(1);
-            if step % 10 == 0 || step + 1 == steps {
-                let rate = seen as f64 / t0.elapsed().as_secs_f64();
-                bar.set_message(format!(
-                    "epoch {epoch}/{} loss {:.4} acc {:.4} {rate:.0} img/s",
-                    cfg.epochs,
-                    loss_sum / seen as f64,
-                    right as f64 / seen as f64
-                ));
+            Err(d) => {
+                diverged = Some(d);
+                break;
             }
         }
-        let seconds = t0.elapsed().as_secs_f64();
-        let out_of_domain = model.take_out_of_range();
-        let val_accuracy = if data.val.len() > 0 {
-            Some(evaluate(&model, &data.val)?)
-        } else {
-            None
-        };
-        let test_accuracy = evaluate(&model, &data.test)?;
-        let rec = EpochRecord {
-            epoch,
-            train_loss: loss_sum / seen as f64,
-            train_accuracy: right as f64 / seen as f64,
-            val_accuracy,
-            test_accuracy,
-            seconds,
-            images_per_second: seen as f64 / seconds,
-            out_of_domain,
-        };
-        let domain = rec.out_of_domain.map_or(String::new(), |f| {
-            format!(", {:.3}% outside domain", 100.0 * f)
-        });
-        say(
-            bar,
-            format!(
-                "{:>12} seed {seed} epoch {epoch:>2}: loss {:.4} acc {:.4} val {} test {:.4} ({:.1} s, {:.0} img/s{domain})",
-                spec.label,
-                rec.train_loss,
-                rec.train_accuracy,
-                val_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
-                rec.test_accuracy,
-                rec.seconds,
-                rec.images_per_second
-            ),
-        );
-        history.push(rec);
     }
     let test_accuracy = if diverged.is_some() {
         None
     } else {
         history.last().map(|h| h.test_accuracy)
     };
-    let model_file = match &engine.models {
-        Some(dir) => {
-            let path = crate::save::model_path(dir, &spec.label, seed);
-            let info = crate::save::SaveInfo {
-                activation: &spec.label,
-                seed,
-                test_accuracy: test_accuracy.unwrap_or(f64::NAN),
-            };
-            crate::save::save(&model, &info, &path)?;
-            Some(path.display().to_string())
-        }
-        None => None,
-    };
+    let model_file = save_model(&ctx, &model, test_accuracy)?;
     Ok(RunResult {
         activation: spec.label.clone(),
         seed,
