@@ -1,11 +1,14 @@
-//! The convolution blocks of the study's CNN: Conv2D ('same', stride 1) + bias + ReLU + MaxPool 2x2.
+//! The convolution blocks of the study's CNN: Conv2D ('same', stride 1) + bias + ReLU + MaxPool 2x2,
+//! or, for a network of additions and multiplications only, a polynomial activation
+//! ([`ConvAct::Poly`]) and/or average pooling ([`Pooling::Avg`]).
 //!
 //! Two implementations of the same function, NHWC in and out, weights in Keras' HWIO layout
 //! flattened to `[kh * kw * cin, cout]`:
 //!
 //! - [`ConvBlock`], a fused candle `CustomOp3` for the CPU: per chunk of a few images it builds
 //!   the im2col matrix, multiplies it with `gemm` into a cache-sized buffer, and applies ReLU and
-//!   the pooling at once, keeping only the winning index of every pooling window. Its backward
+//!   the pooling at once, keeping only the winning index of every pooling window (for another
+//!   activation or pooling, the derivative factor of every pre-activation). Its backward
 //!   pass recomputes the im2col chunk instead of storing it, and computes the input gradient only
 //!   when the input takes part in autograd (never for the first layer, whose input is the data).
 //!   Chunks run in parallel on the current rayon pool.
@@ -26,6 +29,92 @@ pub fn same_padding(input: usize, kernel: usize, stride: usize) -> (usize, usize
     let out = input.div_ceil(stride);
     let total = ((out - 1) * stride + kernel).saturating_sub(input);
     (total / 2, total - total / 2)
+}
+
+/// The activation of a convolution block.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum ConvAct {
+    /// `max(z, 0)` (the study's network).
+    #[default]
+    Relu,
+    /// A polynomial, coefficients of `z^0, z^1, ...` (f32, evaluated by Horner).
+    Poly(Vec<f32>),
+}
+
+impl ConvAct {
+    /// The value and the derivative at `z`.
+    #[inline(always)]
+    pub fn eval(&self, z: f32) -> (f32, f32) {
+        match self {
+            ConvAct::Relu => {
+                if z > 0.0 {
+                    (z, 1.0)
+                } else if z.is_nan() {
+                    (z, 0.0)
+                } else {
+                    (0.0, 0.0)
+                }
+            }
+            ConvAct::Poly(c) => {
+                let Some((&last, rest)) = c.split_last() else {
+                    return (0.0, 0.0);
+                };
+                let (mut p, mut dp) = (last, 0.0f32);
+                for &ck in rest.iter().rev() {
+                    dp = dp.mul_add(z, p);
+                    p = p.mul_add(z, ck);
+                }
+                (p, dp)
+            }
+        }
+    }
+}
+
+/// The 2x2, stride-2 pooling of a convolution block.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pooling {
+    /// The window's maximum (the study's network).
+    #[default]
+    Max,
+    /// The window's mean: additions and one multiplication by a constant 1/4, so the block is
+    /// a polynomial of its input when its activation is one.
+    Avg,
+}
+
+impl std::fmt::Display for Pooling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Pooling::Max => "max",
+            Pooling::Avg => "avg",
+        })
+    }
+}
+
+/// What a convolution block computes after the convolution and its bias.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BlockKind {
+    /// The activation.
+    pub act: ConvAct,
+    /// The pooling.
+    pub pool: Pooling,
+}
+
+impl BlockKind {
+    /// ReLU and max-pooling, the fused op's fast path.
+    fn is_relu_max(&self) -> bool {
+        self.act == ConvAct::Relu && self.pool == Pooling::Max
+    }
 }
 
 /// Shape of one convolution block: input `h × w × cin`, a `k × k` kernel with `cout` filters,
@@ -213,6 +302,49 @@ impl ConvGeom {
         }
     }
 
+    /// Any activation and pooling of `nb` pre-activations `z` (`[nb, h, w, cout]`): writes the
+    /// pooled values, and in `deriv` (same shape as `z`, zeroed) the factor by which a pooled
+    /// output's gradient reaches each pre-activation: `act'(z)` at a max-pool window's winner
+    /// (the first maximum) and 0 elsewhere, `act'(z)/4` everywhere for average pooling.
+    fn act_pool(&self, kind: &BlockKind, z: &[f32], out: &mut [f32], deriv: &mut [f32]) {
+        let (w, c, ph, pw) = (self.w, self.cout, self.ph(), self.pw());
+        let zlen = self.h * w * c;
+        for (zi, (oi, di)) in z.chunks_exact(zlen).zip(
+            out.chunks_exact_mut(self.out_len())
+                .zip(deriv.chunks_exact_mut(zlen)),
+        ) {
+            for py in 0..ph {
+                for px in 0..pw {
+                    let o = (py * pw + px) * c;
+                    let p00 = ((2 * py) * w + 2 * px) * c;
+                    let p10 = p00 + w * c;
+                    let corners = [p00, p00 + c, p10, p10 + c];
+                    for ch in 0..c {
+                        let v = corners.map(|p| kind.act.eval(zi[p + ch]));
+                        match kind.pool {
+                            Pooling::Max => {
+                                let mut best = 0;
+                                for (i, (a, _)) in v.iter().enumerate().skip(1) {
+                                    if *a > v[best].0 {
+                                        best = i;
+                                    }
+                                }
+                                oi[o + ch] = v[best].0;
+                                di[corners[best] + ch] = v[best].1;
+                            }
+                            Pooling::Avg => {
+                                oi[o + ch] = 0.25 * (v[0].0 + v[1].0 + v[2].0 + v[3].0);
+                                for (p, (_, d)) in corners.iter().zip(v) {
+                                    di[p + ch] = 0.25 * d;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn relu_pool_avx2(&self, z: &[f32], out: &mut [f32], arg: &mut [u32]) {
@@ -309,31 +441,44 @@ fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]>
     Ok(&s.as_slice::<f32>()?[start..end])
 }
 
-/// The fused conv + bias + ReLU + 2x2 max-pool op (see the module docs).
+/// The fused conv + bias + activation + 2x2 pooling op (see the module docs).
 ///
 /// Inputs: `x` `[b, h, w, cin]`, `weight` `[k*k*cin, cout]`, `bias` `[cout]`, all f32 and
 /// contiguous. Output `[b, h/2, w/2, cout]`.
 pub struct ConvBlock {
     geom: ConvGeom,
-    /// Whether to keep the winners for a backward pass.
+    kind: BlockKind,
+    /// Whether to keep what the backward pass needs.
     keep: bool,
-    /// Winner index of every pooled output, kept by the forward pass for the backward pass.
-    winners: Mutex<Option<Vec<u32>>>,
+    /// Kept by the forward pass for the backward pass.
+    saved: Mutex<Option<Saved>>,
+}
+
+/// What the backward pass needs from the forward pass.
+enum Saved {
+    /// ReLU + max-pool: the index in the pre-activations of every pooled output's winner
+    /// (`u32::MAX` when the ReLU is inactive).
+    Winners(Vec<u32>),
+    /// Any other block: the factor from each pooled gradient to each pre-activation (see
+    /// [`ConvGeom::act_pool`]).
+    Deriv(Vec<f32>),
 }
 
 impl ConvBlock {
     /// A fresh op for one forward call.
-    pub fn new(geom: ConvGeom, keep: bool) -> Self {
+    pub fn new(geom: ConvGeom, kind: BlockKind, keep: bool) -> Self {
         Self {
             geom,
+            kind,
             keep,
-            winners: Mutex::new(None),
+            saved: Mutex::new(None),
         }
     }
 
     /// Forward pass of the block, with autograd when `train` is true.
     pub fn forward(
         geom: ConvGeom,
+        kind: &BlockKind,
         x: &Tensor,
         w: &Tensor,
         b: &Tensor,
@@ -341,16 +486,98 @@ impl ConvBlock {
     ) -> Result<Tensor> {
         let x = x.contiguous()?;
         if train {
-            x.apply_op3(w, b, Self::new(geom, true))
+            x.apply_op3(w, b, Self::new(geom, kind.clone(), true))
         } else {
-            x.apply_op3_no_bwd(w, b, &Self::new(geom, false))
+            x.apply_op3_no_bwd(w, b, &Self::new(geom, kind.clone(), false))
         }
+    }
+
+    /// The pre-activations `z = conv(x) + bias` of the `nb` images `xc`.
+    fn preactivations(&self, xc: &[f32], wt: &[f32], bias: &[f32]) -> Vec<f32> {
+        let g = self.geom;
+        let (rows, patch) = (g.h * g.w, g.patch());
+        let nb = xc.len() / g.in_len();
+        let mut col = vec![0f32; nb * rows * patch];
+        g.im2col(xc, &mut col);
+        let mut z = vec![0f32; nb * rows * g.cout];
+        z.chunks_exact_mut(g.cout)
+            .for_each(|r| r.copy_from_slice(bias));
+        gemm(
+            (nb * rows, g.cout, patch),
+            &mut z,
+            (g.cout, 1),
+            true,
+            &col,
+            (patch, 1),
+            wt,
+            (g.cout, 1),
+        );
+        z
+    }
+
+    /// ReLU + max-pool forward, keeping the winners.
+    fn forward_relu_max(&self, x: &[f32], wt: &[f32], bias: &[f32], out: &mut [f32]) -> Vec<u32> {
+        let g = self.geom;
+        let rows = g.h * g.w;
+        let mut winners = vec![0u32; out.len()];
+        x.par_chunks(CHUNK * g.in_len())
+            .zip(out.par_chunks_mut(CHUNK * g.out_len()))
+            .zip(winners.par_chunks_mut(CHUNK * g.out_len()))
+            .enumerate()
+            .for_each(|(i, ((xc, oc), ac))| {
+                let z = self.preactivations(xc, wt, bias);
+                g.relu_pool(&z, oc, ac);
+                // Make the winner indices global to the batch.
+                let shift = (i * CHUNK * rows * g.cout) as u32;
+                ac.iter_mut()
+                    .filter(|a| **a != u32::MAX)
+                    .for_each(|a| *a += shift);
+            });
+        winners
+    }
+
+    /// Any other block's forward; returns the derivative factors when they are kept.
+    fn forward_generic(
+        &self,
+        x: &[f32],
+        wt: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) -> Option<Vec<f32>> {
+        let g = self.geom;
+        let zlen = g.h * g.w * g.cout;
+        let nimg = x.len() / g.in_len();
+        let mut deriv = if self.keep {
+            vec![0f32; nimg * zlen]
+        } else {
+            Vec::new()
+        };
+        let mut slots: Vec<&mut [f32]> = if self.keep {
+            deriv.chunks_mut(CHUNK * zlen).collect()
+        } else {
+            (0..nimg.div_ceil(CHUNK))
+                .map(|_| <&mut [f32]>::default())
+                .collect()
+        };
+        x.par_chunks(CHUNK * g.in_len())
+            .zip(out.par_chunks_mut(CHUNK * g.out_len()))
+            .zip(slots.par_iter_mut())
+            .for_each(|((xc, oc), dc)| {
+                let z = self.preactivations(xc, wt, bias);
+                if dc.is_empty() {
+                    let mut scratch = vec![0f32; z.len()];
+                    g.act_pool(&self.kind, &z, oc, &mut scratch);
+                } else {
+                    g.act_pool(&self.kind, &z, oc, dc);
+                }
+            });
+        self.keep.then_some(deriv)
     }
 }
 
 impl CustomOp3 for ConvBlock {
     fn name(&self) -> &'static str {
-        "conv-relu-maxpool"
+        "conv-act-pool"
     }
 
     fn cpu_fwd(
@@ -377,39 +604,15 @@ impl CustomOp3 for ConvBlock {
             )
         }
         let nimg = x.len() / g.in_len();
-        let (rows, patch) = (g.h * g.w, g.patch());
         let mut out = vec![0f32; nimg * g.out_len()];
-        let mut winners = vec![0u32; nimg * g.out_len()];
-        x.par_chunks(CHUNK * g.in_len())
-            .zip(out.par_chunks_mut(CHUNK * g.out_len()))
-            .zip(winners.par_chunks_mut(CHUNK * g.out_len()))
-            .enumerate()
-            .for_each(|(i, ((xc, oc), ac))| {
-                let nb = xc.len() / g.in_len();
-                let mut col = vec![0f32; nb * rows * patch];
-                g.im2col(xc, &mut col);
-                let mut z = vec![0f32; nb * rows * g.cout];
-                z.chunks_exact_mut(g.cout)
-                    .for_each(|r| r.copy_from_slice(bias));
-                gemm(
-                    (nb * rows, g.cout, patch),
-                    &mut z,
-                    (g.cout, 1),
-                    true,
-                    &col,
-                    (patch, 1),
-                    wt,
-                    (g.cout, 1),
-                );
-                g.relu_pool(&z, oc, ac);
-                // Make the winner indices global to the batch.
-                let shift = (i * CHUNK * rows * g.cout) as u32;
-                ac.iter_mut()
-                    .filter(|a| **a != u32::MAX)
-                    .for_each(|a| *a += shift);
-            });
+        let saved = if self.kind.is_relu_max() {
+            Some(Saved::Winners(self.forward_relu_max(x, wt, bias, &mut out)))
+        } else {
+            self.forward_generic(x, wt, bias, &mut out)
+                .map(Saved::Deriv)
+        };
         if self.keep {
-            *self.winners.lock().expect("poisoned") = Some(winners);
+            *self.saved.lock().expect("poisoned") = saved;
         }
         let shape = Shape::from((nimg, g.ph(), g.pw(), g.cout));
         Ok((CpuStorage::F32(out), shape))
@@ -424,8 +627,8 @@ impl CustomOp3 for ConvBlock {
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = self.geom;
-        let winners = self.winners.lock().expect("poisoned").take();
-        let Some(winners) = winners else {
+        let saved = self.saved.lock().expect("poisoned").take();
+        let Some(saved) = saved else {
             candle_core::bail!("conv block: backward called twice or without forward")
         };
         if grad_res.dtype() != DType::F32 {
@@ -460,20 +663,19 @@ impl CustomOp3 for ConvBlock {
                             let first = i * CHUNK;
                             let nb = CHUNK.min(nimg - first);
                             let olen = g.out_len();
-                            // Scatter the pooled gradient onto the winners.
-                            let mut dz = vec![0f32; nb * zlen];
-                            let base = first * zlen;
                             let span = first * olen..(first + nb) * olen;
-                            for (ac, gc) in winners[span.clone()]
-                                .chunks_exact(cout)
-                                .zip(gr[span].chunks_exact(cout))
-                            {
-                                for ((&a, &gv), d) in ac.iter().zip(gc).zip(db.iter_mut()) {
-                                    if a != u32::MAX {
-                                        dz[a as usize - base] = gv;
-                                        *d += gv;
-                                    }
+                            let dz = match &saved {
+                                Saved::Winners(winners) => {
+                                    scatter_winners(g, first, nb, &winners[span.clone()], &gr[span])
                                 }
+                                Saved::Deriv(deriv) => scatter_deriv(
+                                    g,
+                                    &deriv[first * zlen..(first + nb) * zlen],
+                                    &gr[span],
+                                ),
+                            };
+                            for row in dz.chunks_exact(cout) {
+                                db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
                             }
                             let xc = &xs[first * g.in_len()..(first + nb) * g.in_len()];
                             let mut col = vec![0f32; nb * rows * patch];
@@ -529,13 +731,62 @@ impl CustomOp3 for ConvBlock {
     }
 }
 
+/// The pre-activation gradient of images `first..first + nb` under ReLU + max-pool: each
+/// pooled gradient goes to its window's winner, none where the ReLU is inactive.
+fn scatter_winners(
+    g: ConvGeom,
+    first: usize,
+    nb: usize,
+    winners: &[u32],
+    grad: &[f32],
+) -> Vec<f32> {
+    let zlen = g.h * g.w * g.cout;
+    let base = first * zlen;
+    let mut dz = vec![0f32; nb * zlen];
+    for (&a, &gv) in winners.iter().zip(grad) {
+        if a != u32::MAX {
+            dz[a as usize - base] = gv;
+        }
+    }
+    dz
+}
+
+/// The pre-activation gradient of `nb` images from the kept factors: `dz = deriv · grad` of
+/// the pooled output whose window holds the position (0 outside every window).
+fn scatter_deriv(g: ConvGeom, deriv: &[f32], grad: &[f32]) -> Vec<f32> {
+    let (w, c, ph, pw) = (g.w, g.cout, g.ph(), g.pw());
+    let mut dz = vec![0f32; deriv.len()];
+    for ((dzi, di), gi) in dz
+        .chunks_exact_mut(g.h * w * c)
+        .zip(deriv.chunks_exact(g.h * w * c))
+        .zip(grad.chunks_exact(g.out_len()))
+    {
+        for y in 0..2 * ph {
+            for x in 0..2 * pw {
+                let p = (y * w + x) * c;
+                let o = ((y / 2) * pw + x / 2) * c;
+                for ch in 0..c {
+                    dzi[p + ch] = di[p + ch] * gi[o + ch];
+                }
+            }
+        }
+    }
+    dz
+}
+
 /// The same block from candle's generic ops (any device): NHWC in, NHWC out.
 ///
 /// The pooling is a max over a `[b, h/2, 2, w/2, 2, c]` view rather than candle's
 /// `max_pool2d`, whose backward pass in candle 0.11 multiplies the gradient by the fraction of
 /// window entries equal to the maximum instead of dividing by their count (a quarter of the true
 /// gradient for a unique maximum).
-pub fn candle_block(g: ConvGeom, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+pub fn candle_block(
+    g: ConvGeom,
+    kind: &BlockKind,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+) -> Result<Tensor> {
     let (top, bottom) = same_padding(g.h, g.k, 1);
     let (left, right) = same_padding(g.w, g.k, 1);
     let x = x.permute((0, 3, 1, 2))?; // NCHW
@@ -548,17 +799,29 @@ pub fn candle_block(g: ConvGeom, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<T
         .permute((3, 2, 0, 1))?
         .contiguous()?;
     let z = x.contiguous()?.conv2d(&kernel, 0, 1, 1, 1)?;
-    let z = z.broadcast_add(&b.reshape((1, g.cout, 1, 1))?)?.relu()?;
+    let z = z.broadcast_add(&b.reshape((1, g.cout, 1, 1))?)?;
+    let z = match &kind.act {
+        ConvAct::Relu => z.relu()?,
+        ConvAct::Poly(c) => {
+            // Horner: ((c_n z + c_{n-1}) z + ...) z + c_0.
+            let mut acc = z.affine(0.0, f64::from(*c.last().unwrap_or(&0.0)))?;
+            for &ck in c.iter().rev().skip(1) {
+                acc = (acc * &z)?.affine(1.0, f64::from(ck))?;
+            }
+            acc
+        }
+    };
     let (ph, pw) = (g.ph(), g.pw());
     let z = z
         .permute((0, 2, 3, 1))?
         .narrow(1, 0, 2 * ph)?
         .narrow(2, 0, 2 * pw)?;
     let n = z.dim(0)?;
-    z.contiguous()?
-        .reshape((n, ph, 2, pw, 2, g.cout))?
-        .max(4)?
-        .max(2)
+    let windows = z.contiguous()?.reshape((n, ph, 2, pw, 2, g.cout))?;
+    match kind.pool {
+        Pooling::Max => windows.max(4)?.max(2),
+        Pooling::Avg => windows.mean(4)?.mean(2),
+    }
 }
 
 #[cfg(test)]
@@ -595,8 +858,9 @@ mod tests {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
-    /// The fused op against candle's conv2d/relu/max_pool2d: values and all three gradients,
-    /// for both blocks of the model (odd batch size to exercise a partial chunk).
+    /// The fused op against candle's conv2d/activation/pooling: values and all three gradients,
+    /// for both blocks of the model, with every activation and pooling the model offers (odd
+    /// batch size to exercise a partial chunk).
     #[test]
     fn fused_block_matches_candle_ops() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
@@ -629,40 +893,82 @@ mod tests {
             let b = Var::from_tensor(&random(&[g.cout], 0.1, &mut rng)).unwrap();
             let upstream = random(&[CHUNK + 3, g.ph(), g.pw(), g.cout], 1.0, &mut rng);
 
-            let fused = ConvBlock::forward(g, &x, &w, &b, true).unwrap();
-            let reference = candle_block(g, &x, &w, &b).unwrap();
-            assert_eq!(fused.dims(), reference.dims());
-            assert!(max_abs_diff(&fused, &reference) < FUSED_VS_CANDLE, "{g:?}");
-
-            let gf = (fused * &upstream)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gr = (reference * &upstream)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            for (name, v) in [("x", &x), ("w", &w), ("b", &b)] {
-                let (a, c) = (gf.get(v).unwrap(), gr.get(v).unwrap());
-                let scale = 1.0
-                    + c.abs()
-                        .unwrap()
-                        .flatten_all()
-                        .unwrap()
-                        .max(0)
-                        .unwrap()
-                        .to_scalar::<f32>()
-                        .unwrap();
+            for kind in kinds() {
+                let fused = ConvBlock::forward(g, &kind, &x, &w, &b, true).unwrap();
+                let reference = candle_block(g, &kind, &x, &w, &b).unwrap();
+                assert_eq!(fused.dims(), reference.dims());
                 assert!(
-                    max_abs_diff(a, c) < FUSED_VS_CANDLE * scale,
-                    "{g:?} d{name}"
+                    max_abs_diff(&fused, &reference) < FUSED_VS_CANDLE,
+                    "{g:?} {kind:?}"
                 );
+
+                let gf = (fused * &upstream)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let gr = (reference * &upstream)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                for (name, v) in [("x", &x), ("w", &w), ("b", &b)] {
+                    let (a, c) = (gf.get(v).unwrap(), gr.get(v).unwrap());
+                    let scale = 1.0
+                        + c.abs()
+                            .unwrap()
+                            .flatten_all()
+                            .unwrap()
+                            .max(0)
+                            .unwrap()
+                            .to_scalar::<f32>()
+                            .unwrap();
+                    assert!(
+                        max_abs_diff(a, c) < FUSED_VS_CANDLE * scale,
+                        "{g:?} {kind:?} d{name}"
+                    );
+                }
             }
         }
+    }
+
+    /// The blocks the model can use: the study's, and the polynomial ones of `--conv-activation`
+    /// and `--pool avg`.
+    fn kinds() -> [BlockKind; 4] {
+        let poly = ConvAct::Poly(vec![0.1, 0.5, 0.3, -0.05]);
+        [
+            BlockKind::default(),
+            BlockKind {
+                act: ConvAct::Relu,
+                pool: Pooling::Avg,
+            },
+            BlockKind {
+                act: poly.clone(),
+                pool: Pooling::Max,
+            },
+            BlockKind {
+                act: poly,
+                pool: Pooling::Avg,
+            },
+        ]
+    }
+
+    /// Horner's value and derivative against the expanded polynomial.
+    #[test]
+    fn conv_polynomial_value_and_derivative() {
+        let act = ConvAct::Poly(vec![0.1, 0.5, 0.3, -0.05]);
+        for z in [-2.0f32, -0.5, 0.0, 0.7, 3.0] {
+            let (v, d) = act.eval(z);
+            approx::assert_abs_diff_eq!(
+                v,
+                0.1 + 0.5 * z + 0.3 * z * z - 0.05 * z * z * z,
+                epsilon = 1e-5
+            );
+            approx::assert_abs_diff_eq!(d, 0.5 + 0.6 * z - 0.15 * z * z, epsilon = 1e-5);
+        }
+        assert_eq!(ConvAct::Relu.eval(-1.0).1.to_bits(), 0.0f32.to_bits());
     }
 
     /// The input gradient is skipped for data that autograd does not track.
@@ -679,7 +985,7 @@ mod tests {
         let x = random(&[2, 8, 8, 1], 1.0, &mut rng);
         let w = Var::from_tensor(&random(&[g.patch(), g.cout], 0.5, &mut rng)).unwrap();
         let b = Var::from_tensor(&random(&[g.cout], 0.1, &mut rng)).unwrap();
-        let grads = ConvBlock::forward(g, &x, &w, &b, true)
+        let grads = ConvBlock::forward(g, &BlockKind::default(), &x, &w, &b, true)
             .unwrap()
             .sum_all()
             .unwrap()
@@ -707,7 +1013,7 @@ mod tests {
         let up = random(&[1, 3, 3, 3], 1.0, &mut rng);
         let b = Tensor::new(&[0.05f32, -0.02, 0.0], &Device::Cpu).unwrap();
         let loss = |x: &Tensor, w: &Tensor| {
-            (ConvBlock::forward(g, x, w, &b, true).unwrap() * &up)
+            (ConvBlock::forward(g, &BlockKind::default(), x, w, &b, true).unwrap() * &up)
                 .unwrap()
                 .sum_all()
                 .unwrap()

@@ -1,18 +1,26 @@
 //! The study's MNIST experiment: a Keras-style CNN whose 1000-unit dense layer uses an exact
-//! activation or a polynomial replacement, trained with Adam for 12 epochs.
+//! activation or a polynomial replacement, trained with Adam for 12 epochs on all 60,000
+//! training images (the study's setting), with the test accuracy reported every epoch.
 //!
 //! ```text
 //! cargo run --release --example mnist                      # the study's six activations, one seed
 //! cargo run --release --example mnist -- --quick           # about two minutes on 2 cores
 //! cargo run --release --example mnist -- --activations relu,m_relu,t_softplus --seeds 3 --jobs 2
 //! cargo run --release --example mnist -- --activations minimax:sigmoid:5:-5:5,learn:m_sigmoid
+//! cargo run --release --example mnist -- --val-split 5000  # hold 5,000 out: overfitting curves
+//! cargo run --release --example mnist -- --report-only --out runs/mnist   # tables from results
 //! ```
 //!
 //! Data: the four IDX files (raw or .gz) in `--data-dir`, else `$MNIST_DIR`, else
 //! `data/<dataset>`; missing files are downloaded from `--mirror` and checked against their
 //! published SHA-256. Output in `--out` (default `runs/<dataset>`): `results.jsonl` (one line
-//! per finished run; `--resume` skips those), `activations.png`, `accuracy_per_epoch.png`,
-//! `final_accuracy.png`, and a table beside the study's figures on stdout.
+//! per finished run; `--resume` skips the runs it holds with the same settings), `summary.md`
+//! (per activation mean, standard deviation, 95 % confidence interval, min and max; each
+//! polynomial against its exact function paired by seed; a verdict on the study's claims),
+//! `paired_differences.png`, `activations.png`, `accuracy_per_epoch.png`,
+//! `final_accuracy.png`, with `--val-split` also `overfitting.png`, and the tables on stdout.
+//! Runs are made seed-major (seed 0 of every activation, then seed 1, ...), and runs of one
+//! seed share their initial weights, batch order and dropout masks.
 //!
 //! Expected result: every activation of the study reaches about 0.99 test accuracy after 12
 //! epochs (the study: sigmoid 0.9929, relu 0.9927, tanh 0.9905, m_sigmoid 0.9923, m_relu 0.9913,
@@ -25,14 +33,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod conv;
 mod data;
+mod float;
 mod model;
 mod report;
+mod results;
+mod save;
 mod series;
 mod spec;
+mod stats;
 mod train;
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
 use std::time::Instant;
 
@@ -41,6 +53,7 @@ use candle_core::Device;
 use clap::{Parser, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use crate::conv::Pooling;
 use crate::data::DatasetKind;
 use crate::model::ConvImpl;
 use crate::spec::{ActSpec, STUDY};
@@ -64,26 +77,29 @@ struct Args {
     /// t_sigmoid/t_softplus/t_tanh or taylor:FN:DEG, minimax:FN:DEG:LO:HI, learn:SPEC.
     #[arg(long, value_delimiter = ',', default_values_t = STUDY.map(String::from))]
     activations: Vec<String>,
-    /// Runs per activation (seeds first-seed, first-seed + 1, ...).
-    #[arg(long, default_value_t = 1)]
+    /// Runs per activation (seeds first-seed, first-seed + 1, ...), made seed-major: seed 0 of
+    /// every activation, then seed 1, ... (partial results stay balanced and paired).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=results::MAX_SEEDS))]
     seeds: u64,
     /// First seed.
     #[arg(long, default_value_t = 0)]
     first_seed: u64,
     /// Passes over the training set.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 12, value_parser = positive)]
     epochs: usize,
     /// Examples per step.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = positive)]
     batch_size: usize,
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    /// Adam's learning rate (finite, positive).
+    #[arg(long, default_value_t = 1e-3, value_parser = parse_lr)]
     lr: f64,
     /// Train on the first N training examples only (after the validation hold-out).
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     limit_train: Option<usize>,
-    /// Training examples held out (the last ones) for validation; 0 trains on all 60,000.
-    #[arg(long, default_value_t = 5000)]
+    /// Training examples held out (the last ones) for validation, whose accuracy is then
+    /// reported every epoch beside the training accuracy (`overfitting.png`). The default 0 is
+    /// the study's setting: train on all 60,000 images and report the test accuracy per epoch.
+    #[arg(long, default_value_t = 0)]
     val_split: usize,
     /// A quick look: one epoch per activation, two runs side by side (about a minute and a half
     /// for the default six on 2 cores).
@@ -91,7 +107,7 @@ struct Args {
     quick: bool,
     /// Independent runs side by side; the cores are split between them [default: 1, with
     /// --quick 2].
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     jobs: Option<usize>,
     /// Data set (same IDX format).
     #[arg(long, value_enum, default_value_t = DatasetKind::Mnist)]
@@ -131,6 +147,42 @@ struct Args {
     /// Skip the PNG plots.
     #[arg(long)]
     no_plots: bool,
+    /// The convolutions' activation: relu (the study's), or a polynomial spec (m_relu,
+    /// t_softplus, taylor:FN:DEG, minimax:FN:DEG:LO:HI) for a network of additions and
+    /// multiplications only (with --pool avg).
+    #[arg(long, default_value = "relu")]
+    conv_activation: String,
+    /// The convolutions' 2x2 pooling: max (the study's) or avg.
+    #[arg(long, value_enum, default_value_t = Pooling::Max)]
+    pool: Pooling,
+    /// Do not save the trained models (default: `<out>/models/<activation>-seed<seed>.safetensors`,
+    /// format in save.rs).
+    #[arg(long)]
+    no_save: bool,
+    /// Train nothing: regenerate the tables, `summary.md` and the plots from `results.jsonl`
+    /// in `--out` alone (runs of several machines or sessions may be combined in it).
+    #[arg(long)]
+    report_only: bool,
+}
+
+/// A whole number of at least 1.
+fn positive(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of at least 1, got {text:?}"
+        )),
+    }
+}
+
+/// A finite, positive learning rate.
+fn parse_lr(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!(
+            "expected a finite learning rate above 0, e.g. 1e-3, got {text:?}"
+        )),
+    }
 }
 
 /// `LO,HI` with finite `LO < HI`.
@@ -156,115 +208,134 @@ fn device(kind: DeviceKind) -> anyhow::Result<Device> {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    // candle 0.11 runs large elementwise ops on one global pool of spinning threads behind a
-    // lock: side-by-side --jobs queue on it (measured: 1.34x slower with 2 jobs). The heavy
-    // work here (fused convolutions, matrix products, Adam) runs on each job's rayon pool, so
-    // candle's own elementwise ops stay on the calling thread unless the user says otherwise.
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        // SAFETY: no other thread exists yet.
-        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
-    }
-    let mut args = Args::parse();
-    if args.quick {
-        args.epochs = 1;
-        args.jobs.get_or_insert(2);
-    }
-    let jobs = args.jobs.unwrap_or(1);
-    anyhow::ensure!(
-        jobs >= 1 && args.seeds >= 1 && args.epochs >= 1 && args.batch_size >= 1,
-        "--jobs, --seeds, --epochs and --batch-size must be at least 1"
-    );
-    let specs: Vec<ActSpec> = args
-        .activations
-        .iter()
-        .map(|s| s.parse())
-        .collect::<anyhow::Result<_>>()?;
-    let device = device(args.device)?;
-    let range = model::RangePolicy {
-        domain: args.domain,
-        clamp: args.clamp,
-    };
-    let mut engine = Engine {
-        device: device.clone(),
-        conv: args.conv,
-        optimizer: args.optimizer,
-        range,
-    };
-    if !device.is_cpu() {
-        engine.conv = ConvImpl::Candle;
-        engine.optimizer = OptimizerKind::Candle;
+impl Args {
+    /// Applies `--quick`, checks what clap cannot check alone, and returns the run plan
+    /// (seed-major); every refusal happens here, before any data is loaded.
+    fn resolve(&mut self) -> anyhow::Result<Vec<(String, u64)>> {
+        if self.quick {
+            self.epochs = 1;
+            self.jobs.get_or_insert(2);
+        }
+        let labels: Vec<String> = self
+            .activations
+            .iter()
+            .map(|a| a.trim().to_string())
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = labels.iter().find(|l| !seen.insert(l.as_str())) {
+            anyhow::bail!("--activations names {dup:?} twice");
+        }
+        results::plan(&labels, self.first_seed, self.seeds)
     }
 
-    let dir = data::data_dir(args.data_dir.as_deref(), args.dataset);
-    let mirror = (!args.offline).then(|| {
-        args.mirror
+    /// The output folder.
+    fn out_dir(&self) -> PathBuf {
+        self.out
             .clone()
-            .or_else(|| std::env::var("MNIST_MIRROR").ok())
-            .unwrap_or_else(|| args.dataset.default_mirror().to_string())
-    });
-    let dataset = data::load(&dir, args.dataset, mirror.as_deref())?;
-    let prepared = Prepared::new(
-        &dataset.train,
-        dataset.test,
-        args.val_split,
-        args.limit_train,
-    )?;
-    let cfg = RunConfig {
-        dataset: args.dataset.to_string(),
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        lr: args.lr,
-        val_split: args.val_split,
-        limit_train: args.limit_train,
-    };
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(args.dataset.to_string()));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let results = report::results_path(&out);
-    if !args.resume && results.exists() {
+            .unwrap_or_else(|| PathBuf::from("runs").join(self.dataset.to_string()))
+    }
+
+    /// The settings that make a run's identity.
+    fn run_config(&self) -> RunConfig {
+        RunConfig {
+            dataset: self.dataset.to_string(),
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            val_split: self.val_split,
+            limit_train: self.limit_train,
+            domain: self.domain,
+            clamp: self.clamp,
+            conv_activation: self.conv_activation.trim().to_string(),
+            pooling: self.pool,
+        }
+    }
+
+    /// How runs are executed, saving models in `out/models/` unless `--no-save`.
+    fn engine(&self, out: &Path) -> anyhow::Result<Engine> {
+        let conv_act: ActSpec = self.conv_activation.parse()?;
+        let blocks = model::ConvSpec::new(&conv_act, self.pool)?;
+        let device = device(self.device)?;
+        let (conv, optimizer) = if device.is_cpu() {
+            (self.conv, self.optimizer)
+        } else {
+            (ConvImpl::Candle, OptimizerKind::Candle)
+        };
+        Ok(Engine {
+            device,
+            conv,
+            optimizer,
+            range: model::RangePolicy {
+                domain: self.domain,
+                clamp: self.clamp,
+            },
+            blocks,
+            models: (!self.no_save).then(|| out.to_path_buf()),
+        })
+    }
+
+    /// Finds (or downloads) the data set and splits it.
+    fn data(&self) -> anyhow::Result<Prepared> {
+        let dir = data::data_dir(self.data_dir.as_deref(), self.dataset);
+        let mirror = (!self.offline).then(|| {
+            self.mirror
+                .clone()
+                .or_else(|| std::env::var("MNIST_MIRROR").ok())
+                .unwrap_or_else(|| self.dataset.default_mirror().to_string())
+        });
+        let dataset = data::load(&dir, self.dataset, mirror.as_deref())?;
+        Prepared::new(
+            &dataset.train,
+            dataset.test,
+            self.val_split,
+            self.limit_train,
+        )
+    }
+}
+
+/// candle 0.11 runs large elementwise ops on one global pool of spinning threads behind a
+/// lock: side-by-side --jobs queue on it (measured: 1.34x slower with 2 jobs). The heavy work
+/// here (fused convolutions, matrix products, Adam) runs on each job's rayon pool, so candle's
+/// own elementwise ops stay on the calling thread unless the user says otherwise.
+fn keep_candle_on_the_calling_thread() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: called first thing in `main`, when no other thread exists yet.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
+}
+
+/// Without `--resume`, moves an existing `results.jsonl` aside (never over another backup).
+fn start_results(out: &Path, resume: bool) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    if !resume && results::results_path(out).exists() {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs();
-        let old = out.join(format!("results.{stamp}.jsonl"));
-        std::fs::rename(&results, &old)?;
+        let old = results::backup(out, stamp)?;
         println!(
             "previous results moved to {} (use --resume to continue them)",
             old.display()
         );
     }
+    Ok(())
+}
 
-    {
-        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
-        let m = model::Model::new(&specs[0], &engine.range, engine.conv, &device, &mut rng)?;
-        println!("{}", m.summary(&specs[0].label));
-    }
-    let plan: Vec<(String, u64)> = specs
-        .iter()
-        .flat_map(|s| (0..args.seeds).map(move |i| (s.label.clone(), args.first_seed + i)))
-        .collect();
-    let done = if args.resume {
-        report::read(&out)?
-    } else {
-        Vec::new()
-    };
-    let todo = report::pending(&plan, &done, &cfg);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let jobs = jobs.min(todo.len().max(1));
-    let threads = (cores / jobs).max(1);
-    println!(
-        "{} runs to do ({} already in {}), {} train / {} validation / {} test images, {jobs} job(s) x {threads} thread(s)",
-        todo.len(),
-        plan.len() - todo.len(),
-        results.display(),
-        prepared.train.len(),
-        prepared.val.len(),
-        prepared.test.len()
-    );
+/// Parses every `--activations` entry (all errors at once would hide the first: stop there).
+fn parse_specs(labels: &[String]) -> anyhow::Result<Vec<ActSpec>> {
+    labels.iter().map(|s| s.parse()).collect()
+}
 
-    let started = Instant::now();
+/// Trains the runs of `todo` on `jobs` threads of `threads` cores each, appending each result
+/// to `out` as it finishes; returns the number of runs that failed.
+fn run_all(
+    todo: Vec<(String, u64)>,
+    specs: &[ActSpec],
+    prepared: &Prepared,
+    cfg: &RunConfig,
+    engine: &Engine,
+    out: &Path,
+    (jobs, threads): (usize, usize),
+) -> anyhow::Result<usize> {
     let queue = Mutex::new(todo.into_iter().collect::<VecDeque<_>>());
     let multi = MultiProgress::new();
     let style =
@@ -274,16 +345,7 @@ fn main() -> anyhow::Result<()> {
     let mut failures = 0;
     std::thread::scope(|scope| -> anyhow::Result<()> {
         for _ in 0..jobs {
-            let (tx, queue, specs, prepared, cfg, engine, multi, style) = (
-                tx.clone(),
-                &queue,
-                &specs,
-                &prepared,
-                &cfg,
-                &engine,
-                &multi,
-                &style,
-            );
+            let (tx, queue, multi, style) = (tx.clone(), &queue, &multi, &style);
             scope.spawn(move || {
                 let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
                     Ok(p) => p,
@@ -317,18 +379,8 @@ fn main() -> anyhow::Result<()> {
         for r in rx {
             match r {
                 Ok(r) => {
-                    report::append(&out, &r)?;
-                    say(
-                        &multi,
-                        format!(
-                            "finished {} seed {}: test accuracy {} in {:.0} s",
-                            r.activation,
-                            r.seed,
-                            r.test_accuracy
-                                .map_or("diverged".into(), |a| format!("{a:.4}")),
-                            r.wall_seconds
-                        ),
-                    );
+                    results::append(out, &r)?;
+                    say(&multi, finished_line(&r));
                 }
                 Err(e) => {
                     failures += 1;
@@ -338,13 +390,147 @@ fn main() -> anyhow::Result<()> {
         }
         Ok(())
     })?;
+    Ok(failures)
+}
 
-    let all: Vec<_> = report::read(&out)?
+fn finished_line(r: &train::RunResult) -> String {
+    format!(
+        "finished {} seed {}: test accuracy {} in {:.0} s",
+        r.activation,
+        r.seed,
+        r.test_accuracy
+            .map_or("diverged".into(), |a| format!("{a:.4}")),
+        r.wall_seconds
+    )
+}
+
+/// The tables, the verdict, `summary.md` and the plots for the runs of `out` made with `cfg`.
+fn final_report(
+    out: &Path,
+    specs: &[ActSpec],
+    cfg: &RunConfig,
+    plots: bool,
+) -> anyhow::Result<Vec<train::RunResult>> {
+    let all: Vec<_> = results::read_reporting(out)?
         .into_iter()
-        .filter(|r| r.config == cfg)
+        .filter(|r| &r.config == cfg)
         .collect();
-    let order: Vec<String> = specs.iter().map(|s| s.label.clone()).collect();
+    let order = report::label_order(
+        &specs.iter().map(|s| s.label.clone()).collect::<Vec<_>>(),
+        &all,
+    );
     println!("\n{}", report::table(&report::summarize(&all, &order)));
+    let pairs = stats::paired(&all, &order);
+    if !pairs.is_empty() {
+        println!("{}", report::paired_table(&pairs));
+    }
+    println!(
+        "{}\n",
+        stats::verdict(&stats::per_activation(&all, &order), &pairs)
+    );
+    println!("results: {}", results::results_path(out).display());
+    for p in report::write_summary(out, &all, &order, plots)? {
+        println!("summary: {}", p.display());
+    }
+    if plots {
+        for p in report::plots(out, specs, &all)? {
+            println!("plot: {}", p.display());
+        }
+    }
+    Ok(all)
+}
+
+/// `--report-only`: every table and plot from `results.jsonl` alone.
+fn report_only(out: &Path, preferred: &[String], plots: bool) -> anyhow::Result<()> {
+    let runs = results::read_reporting(out)?;
+    anyhow::ensure!(
+        !runs.is_empty(),
+        "no readable runs in {}",
+        results::results_path(out).display()
+    );
+    let groups = report::groups(&runs);
+    for (cfg, rs) in &groups {
+        let order = report::label_order(preferred, rs);
+        println!("{}\n", report::describe(cfg));
+        println!("{}", report::table(&report::summarize(rs, &order)));
+        println!("{}", report::paired_table(&stats::paired(rs, &order)));
+    }
+    for p in report::write_summary(out, &runs, preferred, plots)? {
+        println!("summary: {}", p.display());
+    }
+    if plots && let Some((_, rs)) = groups.first() {
+        // Plots need the activations themselves: labels that no longer parse are left out.
+        let specs: Vec<ActSpec> = report::label_order(preferred, rs)
+            .iter()
+            .filter_map(|l| l.parse().ok())
+            .collect();
+        for p in report::plots(out, &specs, rs)? {
+            println!("plot: {}", p.display());
+        }
+    }
+    Ok(())
+}
+
+/// The Keras-style summary and the multiplicative depth per layer of the first activation's
+/// model.
+fn print_model(spec: &ActSpec, engine: &Engine) -> anyhow::Result<()> {
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+    let m = model::Model::new(
+        spec,
+        &engine.range,
+        &engine.blocks,
+        engine.conv,
+        &engine.device,
+        &mut rng,
+    )?;
+    println!("{}", m.summary(&spec.label));
+    println!("{}", m.depth_report(&spec.label));
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    keep_candle_on_the_calling_thread();
+    let mut args = Args::parse();
+    let plan = args.resolve()?;
+    let out = args.out_dir();
+    if args.report_only {
+        return report_only(&out, &args.activations, !args.no_plots);
+    }
+    let specs = parse_specs(&args.activations)?;
+    let engine = args.engine(&out)?;
+    let prepared = args.data()?;
+    let cfg = args.run_config();
+    start_results(&out, args.resume)?;
+    print_model(&specs[0], &engine)?;
+    let done = if args.resume {
+        results::read_reporting(&out)?
+    } else {
+        Vec::new()
+    };
+    let todo = results::pending(&plan, &done, &cfg);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = args.jobs.unwrap_or(1).min(todo.len().max(1));
+    let threads = (cores / jobs).max(1);
+    println!(
+        "{} runs to do ({} already in {}), {} train / {} validation / {} test images, {jobs} job(s) x {threads} thread(s)",
+        todo.len(),
+        plan.len() - todo.len(),
+        results::results_path(&out).display(),
+        prepared.train.len(),
+        prepared.val.len(),
+        prepared.test.len()
+    );
+    let started = Instant::now();
+    let failures = run_all(
+        todo,
+        &specs,
+        &prepared,
+        &cfg,
+        &engine,
+        &out,
+        (jobs, threads),
+    )?;
+    let all = final_report(&out, &specs, &cfg, !args.no_plots)?;
     let rates: Vec<f64> = all
         .iter()
         .flat_map(|r| r.history.iter().map(|h| h.images_per_second))
@@ -355,12 +541,6 @@ fn main() -> anyhow::Result<()> {
             rates.iter().sum::<f64>() / rates.len() as f64,
             started.elapsed().as_secs_f64()
         );
-    }
-    println!("results: {}", results.display());
-    if !args.no_plots {
-        for p in report::plots(&out, &specs, &all)? {
-            println!("plot: {}", p.display());
-        }
     }
     anyhow::ensure!(failures == 0, "{failures} run(s) failed");
     Ok(())
@@ -377,20 +557,80 @@ fn say(multi: &MultiProgress, line: String) {
 
 #[cfg(test)]
 mod tests_support {
+    use std::io::Write;
     use std::path::{Path, PathBuf};
 
-    /// The real MNIST shared beside the repository (`../shared/data/mnist`), if present.
-    pub fn shared_mnist() -> Option<PathBuf> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist");
-        if dir.is_dir() {
-            Some(dir)
-        } else {
-            eprintln!(
-                "SKIPPED: real MNIST not found at {} (expected beside the repository)",
-                dir.display()
-            );
-            None
+    /// Set to `1` to let the tests that need the real MNIST skip (visibly) when it is absent.
+    pub const ALLOW_MISSING: &str = "POLYACT_ALLOW_MISSING_MNIST";
+
+    /// Where the real MNIST is looked for: `$MNIST_DIR`, else `../shared/data/mnist` beside
+    /// the repository.
+    fn candidates() -> Vec<PathBuf> {
+        std::env::var_os("MNIST_DIR")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain([Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist")])
+            .collect()
+    }
+
+    /// The first candidate folder holding the training images; when none does, `Err` with the
+    /// reason unless `allow_missing`, in which case `Ok(None)` (a skip).
+    pub fn locate(candidates: &[PathBuf], allow_missing: bool) -> Result<Option<PathBuf>, String> {
+        let found = candidates
+            .iter()
+            .find(|d| crate::data::find_file(d, "train-images-idx3-ubyte").is_some());
+        match found {
+            Some(d) => Ok(Some(d.clone())),
+            None if allow_missing => Ok(None),
+            None => Err(format!(
+                "real MNIST not found in {}: put the four IDX files there (or set MNIST_DIR), \
+                 or set {ALLOW_MISSING}=1 to skip the tests that need it",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
         }
+    }
+
+    /// The real MNIST for a test. Absent, the test fails, unless `POLYACT_ALLOW_MISSING_MNIST=1`
+    /// says a skip is wanted: then `None`, and the skip is written straight to the terminal's
+    /// stderr (past the test harness' capture) with its reason.
+    pub fn real_mnist(test: &str) -> Option<PathBuf> {
+        let allow = std::env::var(ALLOW_MISSING).is_ok_and(|v| v == "1");
+        match locate(&candidates(), allow) {
+            Ok(Some(d)) => Some(d),
+            Ok(None) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED {test}: real MNIST not found in {:?} and {ALLOW_MISSING}=1",
+                    candidates()
+                );
+                None
+            }
+            Err(reason) => panic!("{test}: {reason}"),
+        }
+    }
+
+    /// Issue 9 item 19: a missing data folder used to make the tests return early and pass.
+    #[test]
+    fn missing_data_fails_unless_a_skip_is_asked_for() {
+        let nowhere = vec![std::env::temp_dir().join("polyact-no-mnist-here")];
+        let err = locate(&nowhere, false).unwrap_err();
+        assert!(
+            err.contains("polyact-no-mnist-here") && err.contains(ALLOW_MISSING),
+            "{err}"
+        );
+        assert_eq!(locate(&nowhere, true), Ok(None));
+        // A folder with the training images is found.
+        let dir = std::env::temp_dir().join(format!("polyact-mnist-here-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("train-images-idx3-ubyte.gz"), b"x").unwrap();
+        let mut both = nowhere.clone();
+        both.push(dir.clone());
+        assert_eq!(locate(&both, false), Ok(Some(dir.clone())));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
@@ -403,8 +643,8 @@ mod tests {
         let a = Args::try_parse_from(["mnist"]).unwrap();
         assert_eq!(a.activations, STUDY.map(String::from).to_vec());
         assert_eq!(
-            (a.epochs, a.batch_size, a.seeds, a.val_split),
-            (12, 128, 1, 5000)
+            (a.epochs, a.batch_size, a.seeds, a.val_split, a.limit_train),
+            (12, 128, 1, 0, None)
         );
         approx::assert_abs_diff_eq!(a.lr, 1e-3);
         let a = Args::try_parse_from([
@@ -426,5 +666,146 @@ mod tests {
         assert!(Args::try_parse_from(["mnist", "--domain", "x"]).is_err());
         assert_eq!(a.dataset, DatasetKind::FashionMnist);
         assert!(Args::try_parse_from(["mnist", "--device", "tpu"]).is_err());
+    }
+
+    /// Issue 9 item 16: `--limit-train 0`, `--lr=nan` and `--lr=inf` were accepted; the runs
+    /// then wrote records that could not be read back and the summary showed 0 runs.
+    #[test]
+    fn bad_values_are_refused_up_front() {
+        for bad in [
+            &["--limit-train", "0"][..],
+            &["--lr=nan"],
+            &["--lr=inf"],
+            &["--lr=-1e-3"],
+            &["--lr", "0"],
+            &["--epochs", "0"],
+            &["--batch-size", "0"],
+            &["--seeds", "0"],
+            &["--jobs", "0"],
+            &["--seeds", "18446744073709551615"],
+        ] {
+            let argv: Vec<&str> = std::iter::once("mnist")
+                .chain(bad.iter().copied())
+                .collect();
+            assert!(Args::try_parse_from(&argv).is_err(), "{argv:?} accepted");
+        }
+        // Issue 9 item 7: the first seed plus the seeds overflow u64.
+        let mut a = Args::try_parse_from([
+            "mnist",
+            "--first-seed",
+            "18446744073709551615",
+            "--seeds",
+            "2",
+        ])
+        .unwrap();
+        let err = a.resolve().unwrap_err().to_string();
+        assert!(err.contains("--first-seed"), "{err}");
+        let mut a = Args::try_parse_from(["mnist", "--activations", "relu,relu"]).unwrap();
+        assert!(a.resolve().is_err());
+        let mut a = Args::try_parse_from(["mnist", "--quick", "--seeds", "2"]).unwrap();
+        let plan = a.resolve().unwrap();
+        assert_eq!((a.epochs, a.jobs), (1, Some(2)));
+        // Seed-major: seed 0 of every activation first.
+        assert_eq!(plan[..2], [("sigmoid".into(), 0), ("relu".into(), 0)]);
+        assert_eq!(plan[6], ("sigmoid".into(), 1));
+    }
+
+    /// Issue 9 item 17: every setting that changes the model is part of a run's identity.
+    #[test]
+    fn model_settings_are_part_of_the_identity() {
+        let base = Args::try_parse_from(["mnist"]).unwrap().run_config();
+        for other in [
+            &["--domain", "-4,4"][..],
+            &["--domain", "-4,4", "--clamp"],
+            &["--val-split", "5000"],
+            &["--epochs", "3"],
+            &["--batch-size", "64"],
+            &["--lr", "2e-3"],
+            &["--limit-train", "100"],
+            &["--dataset", "fashion-mnist"],
+            &["--conv-activation", "m_relu"],
+            &["--pool", "avg"],
+        ] {
+            let argv: Vec<&str> = std::iter::once("mnist")
+                .chain(other.iter().copied())
+                .collect();
+            let cfg = Args::try_parse_from(&argv).unwrap().run_config();
+            assert_ne!(cfg, base, "{argv:?} does not change the identity");
+        }
+        let clamped = Args::try_parse_from(["mnist", "--domain", "-4,4", "--clamp"])
+            .unwrap()
+            .run_config();
+        let plain = Args::try_parse_from(["mnist", "--domain", "-4,4"])
+            .unwrap()
+            .run_config();
+        let done = vec![{
+            let mut r = results::tests::result("m_sigmoid", 0, 0.99, false);
+            r.config = plain;
+            r
+        }];
+        let plan = vec![("m_sigmoid".to_string(), 0)];
+        assert_eq!(results::pending(&plan, &done, &clamped), plan);
+        // The execution engine is not part of it.
+        let a = Args::try_parse_from(["mnist", "--conv", "candle", "--jobs", "2", "--no-save"])
+            .unwrap();
+        assert_eq!(a.run_config(), base);
+    }
+
+    /// `--report-only` on a hand-written `results.jsonl` (one record in the format of the
+    /// first versions, without domain, clamp or device; one foreign line): the statistics
+    /// against values computed by hand.
+    #[test]
+    fn report_only_regenerates_the_summary_from_results_alone() {
+        let out = results::tests::tmp("report-only");
+        std::fs::create_dir_all(&out).unwrap();
+        let cfg = r#""config":{"dataset":"mnist","epochs":12,"batch_size":128,"lr":0.001,"val_split":0,"limit_train":null}"#;
+        let line = |a: &str, seed: u64, acc: &str| {
+            format!(
+                r#"{{"activation":"{a}","seed":{seed},"test_accuracy":{acc},"diverged":null,"history":[],"parameters":3156098,{cfg},"wall_seconds":100.0}}"#
+            )
+        };
+        let mut text = String::new();
+        for (seed, (e, p)) in [
+            ("0.9920", "0.9930"),
+            ("0.9930", "0.9935"),
+            ("0.9925", "0.9940"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            text += &line("sigmoid", seed as u64, e);
+            text += "\n";
+            text += &line("m_sigmoid", seed as u64, p);
+            text += "\n";
+        }
+        text += "not json\n";
+        std::fs::write(results::results_path(&out), text).unwrap();
+        report_only(&out, &[], true).unwrap();
+        let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+        // sigmoid: mean 0.9925, s = 0.0005, half width 4.302653 · 0.0005 / √3 = 0.0012421.
+        assert!(
+            md.contains("| sigmoid | 3 | 0 | 0.9925 | 0.0005 | [0.9913, 0.9937] | 0.9920 | 0.9930 | 0.9929 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| m_sigmoid | 3 | 0 | 0.9935 | 0.0005 | [0.9923, 0.9947] |"),
+            "{md}"
+        );
+        // Differences 0.0010, 0.0005, 0.0015: mean 0.0010, s = 0.0005, same half width.
+        assert!(
+            md.contains("| m_sigmoid | sigmoid | 3 | +0.100 | [-0.024, 0.224] | 0 |"),
+            "{md}"
+        );
+        assert!(md.contains("holds for m_sigmoid"), "{md}");
+        assert!(
+            md.contains("within noise (interval contains 0): m_sigmoid vs sigmoid"),
+            "{md}"
+        );
+        assert!(md.contains("no hold-out"), "{md}");
+        for png in ["paired_differences.png", "final_accuracy.png"] {
+            let bytes = std::fs::read(out.join(png)).unwrap();
+            assert!(bytes.starts_with(b"\x89PNG"), "{png}");
+        }
+        std::fs::remove_dir_all(&out).unwrap();
     }
 }

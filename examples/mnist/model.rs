@@ -15,7 +15,7 @@ use polyact::nn::Guarded;
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use crate::conv::{ConvBlock, ConvGeom, candle_block};
+use crate::conv::{BlockKind, ConvAct, ConvBlock, ConvGeom, Pooling, candle_block};
 use crate::spec::{ActKind, ActSpec};
 
 /// First convolution block: 28x28x1 → 32 filters 5x5 → 14x14x32.
@@ -54,6 +54,55 @@ pub enum ConvImpl {
     Candle,
 }
 
+/// The convolution blocks' activation and pooling (`--conv-activation`, `--pool`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvSpec {
+    /// The activation's spec string (`relu`, or a polynomial spec such as `m_relu`).
+    pub label: String,
+    /// What the blocks compute.
+    pub kind: BlockKind,
+    /// The activation's polynomial (`None` for relu).
+    pub polynomial: Option<polyact::Polynomial>,
+}
+
+impl Default for ConvSpec {
+    /// The study's ReLU and max-pooling.
+    fn default() -> Self {
+        Self {
+            label: "relu".into(),
+            kind: BlockKind::default(),
+            polynomial: None,
+        }
+    }
+}
+
+impl ConvSpec {
+    /// `relu` or a fixed polynomial (learnable and other exact activations are refused), with
+    /// `pool`.
+    pub fn new(act: &ActSpec, pool: Pooling) -> anyhow::Result<Self> {
+        let (conv_act, polynomial) = match &act.kind {
+            ActKind::Exact(crate::spec::Exact::Relu) => (ConvAct::Relu, None),
+            ActKind::Poly(p) => (
+                ConvAct::Poly(p.coefficients_f64().iter().map(|&c| c as f32).collect()),
+                Some(p.clone()),
+            ),
+            _ => anyhow::bail!(
+                "--conv-activation {}: the convolutions take relu or a fixed polynomial \
+                 (m_relu, t_softplus, taylor:FN:DEG, minimax:FN:DEG:LO:HI)",
+                act.label
+            ),
+        };
+        Ok(Self {
+            label: act.label.clone(),
+            kind: BlockKind {
+                act: conv_act,
+                pool,
+            },
+            polynomial,
+        })
+    }
+}
+
 /// How polynomial hidden layers treat their inputs' range.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RangePolicy {
@@ -68,7 +117,7 @@ pub struct RangePolicy {
 /// model's variables. Polynomials with a domain count the inputs that fall outside it.
 enum Hidden {
     Exact(polyact::nn::Act),
-    Poly(polyact::nn::PolyAct),
+    Poly(polyact::nn::PolyAct, polyact::Polynomial),
     Learn(polyact::nn::LearnablePoly),
 }
 
@@ -96,7 +145,7 @@ impl Hidden {
                         layer = layer.with_clamp()?;
                     }
                 }
-                Hidden::Poly(layer)
+                Hidden::Poly(layer, poly)
             }
             ActKind::Learn(poly) => {
                 let poly = with_domain(poly)?;
@@ -116,7 +165,7 @@ impl Hidden {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Hidden::Exact(l) => l.forward(x),
-            Hidden::Poly(l) => l.forward(x),
+            Hidden::Poly(l, _) => l.forward(x),
             Hidden::Learn(l) => l.forward(x),
         }
     }
@@ -124,7 +173,7 @@ impl Hidden {
     fn guard(&self) -> Option<&polyact::nn::RangeGuard> {
         match self {
             Hidden::Exact(_) => None,
-            Hidden::Poly(l) => Some(l.guard()),
+            Hidden::Poly(l, _) => Some(l.guard()),
             Hidden::Learn(l) => Some(l.guard()),
         }
     }
@@ -146,6 +195,7 @@ pub struct Model {
     /// Every trainable variable, named.
     pub varmap: VarMap,
     conv: ConvImpl,
+    blocks: ConvSpec,
     device: Device,
 }
 
@@ -154,6 +204,7 @@ impl Model {
     pub fn new(
         spec: &ActSpec,
         range: &RangePolicy,
+        blocks: &ConvSpec,
         conv: ConvImpl,
         device: &Device,
         rng: &mut StdRng,
@@ -201,6 +252,7 @@ impl Model {
             hidden,
             varmap,
             conv,
+            blocks: blocks.clone(),
             device: device.clone(),
         })
     }
@@ -220,6 +272,30 @@ impl Model {
             Hidden::Learn(l) => l.polynomial().ok(),
             _ => None,
         }
+    }
+
+    /// The hidden layer's polynomial as it computes now (the trained one for a learnable
+    /// activation, with the domain it was given); `None` for an exact activation.
+    pub fn hidden_polynomial(&self) -> Option<polyact::Polynomial> {
+        match &self.hidden {
+            Hidden::Exact(_) => None,
+            Hidden::Poly(_, p) => Some(p.clone()),
+            Hidden::Learn(l) => l.polynomial().ok(),
+        }
+    }
+
+    /// Every trainable variable with its name, sorted by name.
+    pub fn named_variables(&self) -> Vec<(String, Var)> {
+        let mut v: Vec<(String, Var)> = self
+            .varmap
+            .data()
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     /// The device the model lives on.
@@ -242,8 +318,8 @@ impl Model {
 
     fn block(&self, g: ConvGeom, x: &Tensor, (w, b): &(Var, Var), train: bool) -> Result<Tensor> {
         match self.conv {
-            ConvImpl::Fused => ConvBlock::forward(g, x, w, b, train),
-            ConvImpl::Candle => candle_block(g, x, w, b),
+            ConvImpl::Fused => ConvBlock::forward(g, &self.blocks.kind, x, w, b, train),
+            ConvImpl::Candle => candle_block(g, &self.blocks.kind, x, w, b),
         }
     }
 
@@ -275,29 +351,77 @@ impl Model {
         h.matmul(&self.dense2.0)?.broadcast_add(&self.dense2.1)
     }
 
+    /// The convolution blocks' activation and pooling.
+    pub fn blocks(&self) -> &ConvSpec {
+        &self.blocks
+    }
+
+    /// The multiplicative depth of each layer under homomorphic encryption (encrypted input,
+    /// plaintext weights), and in total when every layer is a polynomial.
+    ///
+    /// A convolution or dense layer multiplies ciphertexts by plaintext weights: one level. A
+    /// polynomial activation of degree `d` needs `⌈log₂ d⌉` levels (its powers by repeated
+    /// squaring: degree 5 uses x², x⁴ and x⁴·x, 3 levels; `Polynomial::cost`). Average pooling
+    /// is a sum whose 1/4 is folded into the next layer's weights: no level. ReLU and
+    /// max-pooling are not polynomials and cannot run under such encryption.
+    pub fn depth_report(&self, activation: &str) -> String {
+        let poly_depth = |p: Option<polyact::Polynomial>| p.map(|p| p.cost().depth);
+        let conv_act = poly_depth(self.blocks.polynomial.clone());
+        let pool = match self.blocks.kind.pool {
+            Pooling::Avg => Some(0),
+            Pooling::Max => None,
+        };
+        let hidden = poly_depth(self.hidden_polynomial());
+        let rows: [(String, Option<u32>); 10] = [
+            ("conv2d (ct x pt)".into(), Some(1)),
+            (format!("conv activation {}", self.blocks.label), conv_act),
+            (format!("{} pooling", self.blocks.kind.pool), pool),
+            ("conv2d_1 (ct x pt)".into(), Some(1)),
+            (format!("conv activation {}", self.blocks.label), conv_act),
+            (format!("{} pooling", self.blocks.kind.pool), pool),
+            ("dense (ct x pt)".into(), Some(1)),
+            (format!("hidden activation {activation}"), hidden),
+            ("dense_1 (ct x pt)".into(), Some(1)),
+            ("softmax (argmax on the client)".into(), Some(0)),
+        ];
+        let mut s = String::from("Multiplicative depth per layer (encrypted evaluation):\n");
+        let mut total = Some(0u32);
+        for (name, d) in &rows {
+            total = total.zip(*d).map(|(t, d)| t + d);
+            s += &format!(
+                "  {name:<40} {}\n",
+                d.map_or("not a polynomial".into(), |d| format!("{d} level(s)"))
+            );
+        }
+        s += &match total {
+            Some(t) => format!("  total: {t} levels (the whole network is a polynomial)\n"),
+            None => "  total: - (relu or max-pooling left: use --conv-activation SPEC --pool avg \
+                     and a polynomial hidden activation)\n"
+                .into(),
+        };
+        s
+    }
+
     /// A Keras-style summary of the layers and their parameter counts.
     pub fn summary(&self, activation: &str) -> String {
+        let conv_name = |n: &str| format!("{n} (Conv2D, {})", self.blocks.label);
+        let pool_name = |suffix: &str| match self.blocks.kind.pool {
+            Pooling::Max => format!("max_pooling2d{suffix} (MaxPooling2D)"),
+            Pooling::Avg => format!("average_pooling2d{suffix} (AveragePooling2D)"),
+        };
         let rows: [(&str, String, usize); 10] = [
             (
-                "conv2d (Conv2D, relu)",
+                &conv_name("conv2d"),
                 "(None, 28, 28, 32)".into(),
                 CONV1.params(),
             ),
+            (&pool_name(""), "(None, 14, 14, 32)".into(), 0),
             (
-                "max_pooling2d (MaxPooling2D)",
-                "(None, 14, 14, 32)".into(),
-                0,
-            ),
-            (
-                "conv2d_1 (Conv2D, relu)",
+                &conv_name("conv2d_1"),
                 "(None, 14, 14, 64)".into(),
                 CONV2.params(),
             ),
-            (
-                "max_pooling2d_1 (MaxPooling2D)",
-                "(None, 7, 7, 64)".into(),
-                0,
-            ),
+            (&pool_name("_1"), "(None, 7, 7, 64)".into(), 0),
             ("dropout (Dropout 0.25)", "(None, 7, 7, 64)".into(), 0),
             ("flatten (Flatten)", "(None, 3136)".into(), 0),
             (
@@ -317,16 +441,16 @@ impl Model {
                 HIDDEN * CLASSES + CLASSES,
             ),
         ];
-        let line = "_".repeat(84);
+        let line = "_".repeat(88);
         let mut s = format!(
-            "Model: \"sequential\"\n{line}\n {:<34}{:<36}{:>12}\n{}\n",
+            "Model: \"sequential\"\n{line}\n {:<38}{:<36}{:>12}\n{}\n",
             "Layer (type)",
             "Output Shape",
             "Param #",
-            "=".repeat(84)
+            "=".repeat(88)
         );
         for (i, (name, shape, n)) in rows.iter().enumerate() {
-            s += &format!(" {name:<34}{shape:<36}{:>12}\n", group(*n));
+            s += &format!(" {name:<38}{shape:<36}{:>12}\n", group(*n));
             if i + 1 < rows.len() {
                 s += "\n";
             }
@@ -334,7 +458,7 @@ impl Model {
         let total = self.parameters();
         s += &format!(
             "{}\nTotal params: {}\nTrainable params: {}\nNon-trainable params: 0\n{line}\n",
-            "=".repeat(84),
+            "=".repeat(88),
             group(total),
             group(total)
         );
@@ -387,6 +511,7 @@ mod tests {
         let m = Model::new(
             &spec("relu"),
             &RangePolicy::default(),
+            &ConvSpec::default(),
             ConvImpl::Fused,
             &Device::Cpu,
             &mut rng,
@@ -401,6 +526,7 @@ mod tests {
         let m = Model::new(
             &spec("learn:m_sigmoid"),
             &RangePolicy::default(),
+            &ConvSpec::default(),
             ConvImpl::Fused,
             &Device::Cpu,
             &mut rng,
@@ -415,6 +541,7 @@ mod tests {
         let m = Model::new(
             &spec("relu"),
             &RangePolicy::default(),
+            &ConvSpec::default(),
             ConvImpl::Fused,
             &Device::Cpu,
             &mut rng,
@@ -446,6 +573,7 @@ mod tests {
         let mut m = Model::new(
             &spec("m_sigmoid"),
             &RangePolicy::default(),
+            &ConvSpec::default(),
             ConvImpl::Fused,
             &Device::Cpu,
             &mut r1,
@@ -463,5 +591,38 @@ mod tests {
             .max(0)
             .unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 1e-4);
+    }
+
+    /// Runs of one seed are paired: whatever the hidden activation, they start from the same
+    /// weights and draw the same dropout masks and batch orders (the activation draws nothing
+    /// from the run's generator), so paired differences compare activations, not luck.
+    #[test]
+    fn runs_of_one_seed_share_weights_and_random_stream() {
+        let x = Tensor::from_vec(vec![0.5f32; 2 * 784], (2, 28, 28, 1), &Device::Cpu).unwrap();
+        let mut states = Vec::new();
+        let mut weights: Vec<Vec<f32>> = Vec::new();
+        for name in ["sigmoid", "m_sigmoid", "t_softplus", "learn:m_tanh"] {
+            let mut rng = StdRng::seed_from_u64(42);
+            let m = Model::new(
+                &spec(name),
+                &RangePolicy::default(),
+                &ConvSpec::default(),
+                ConvImpl::Fused,
+                &Device::Cpu,
+                &mut rng,
+            )
+            .unwrap();
+            let w: Vec<f32> = [&m.conv1, &m.conv2, &m.dense1, &m.dense2]
+                .iter()
+                .flat_map(|(w, _)| w.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                .collect();
+            m.forward(&x, Some(&mut rng)).unwrap();
+            states.push(rng.random::<u64>());
+            match weights.first() {
+                Some(first) => assert!(first == &w, "{name}: other initial weights"),
+                None => weights.push(w),
+            }
+        }
+        assert!(states.windows(2).all(|w| w[0] == w[1]), "{states:?}");
     }
 }

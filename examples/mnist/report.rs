@@ -1,156 +1,272 @@
-//! Results on disk (`results.jsonl`, one run per line, appended as runs finish), the final table
-//! beside the study's figures, and the PNG plots.
+//! The final tables beside the study's figures (terminal and `summary.md`, with confidence
+//! intervals, paired differences and a verdict) and the PNG plots.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
 use crate::spec::{ActSpec, study_accuracy};
+use crate::stats::{self, Paired, Stats};
 use crate::train::{RunConfig, RunResult};
-
-/// The results file in `out`.
-pub fn results_path(out: &Path) -> PathBuf {
-    out.join("results.jsonl")
-}
-
-/// Appends one finished run as a JSON line and flushes it to disk.
-pub fn append(out: &Path, result: &RunResult) -> anyhow::Result<()> {
-    fs::create_dir_all(out)?;
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(results_path(out))?;
-    let mut line = serde_json::to_string(result)?;
-    line.push('\n');
-    f.write_all(line.as_bytes())?;
-    f.sync_data()?;
-    Ok(())
-}
-
-/// Every run recorded in `out`; a line that does not parse (a run cut off while writing) is
-/// reported and skipped.
-pub fn read(out: &Path) -> anyhow::Result<Vec<RunResult>> {
-    let path = results_path(out);
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut runs = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        match serde_json::from_str(line) {
-            Ok(r) => runs.push(r),
-            Err(e) => eprintln!(
-                "{}:{}: skipping unreadable line ({e})",
-                path.display(),
-                i + 1
-            ),
-        }
-    }
-    Ok(runs)
-}
-
-/// The runs of the plan `(activation, seed)` not yet in `done` with the same settings.
-pub fn pending(plan: &[(String, u64)], done: &[RunResult], cfg: &RunConfig) -> Vec<(String, u64)> {
-    plan.iter()
-        .filter(|(a, s)| {
-            !done
-                .iter()
-                .any(|r| &r.activation == a && r.seed == *s && &r.config == cfg)
-        })
-        .cloned()
-        .collect()
-}
 
 /// Summary of one activation's runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     /// Activation spec.
     pub activation: String,
-    /// Runs that finished.
-    pub finished: usize,
+    /// Statistics of the finished runs' final test accuracy.
+    pub stats: Stats,
     /// Runs that diverged.
     pub diverged: usize,
-    /// Mean final test accuracy of the finished runs.
-    pub mean: f64,
-    /// Sample standard deviation (NaN for a single run).
-    pub std: f64,
-    /// Lowest.
-    pub min: f64,
-    /// Highest.
-    pub max: f64,
 }
 
 /// Per activation (in `order`), the statistics of its finished runs.
 pub fn summarize(runs: &[RunResult], order: &[String]) -> Vec<Summary> {
-    order
-        .iter()
-        .map(|a| {
-            let mine: Vec<&RunResult> = runs.iter().filter(|r| &r.activation == a).collect();
-            let acc: Vec<f64> = mine.iter().filter_map(|r| r.test_accuracy).collect();
-            let n = acc.len() as f64;
-            let mean = acc.iter().sum::<f64>() / n;
-            let std = if acc.len() > 1 {
-                (acc.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-            } else {
-                f64::NAN
-            };
-            Summary {
-                activation: a.clone(),
-                finished: acc.len(),
-                diverged: mine.iter().filter(|r| r.diverged.is_some()).count(),
-                mean,
-                std,
-                min: acc.iter().copied().fold(f64::INFINITY, f64::min),
-                max: acc.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            }
+    stats::per_activation(runs, order)
+        .into_iter()
+        .map(|(activation, stats, diverged)| Summary {
+            activation,
+            stats,
+            diverged,
         })
         .collect()
 }
 
-/// The final table, with the study's single-run figures beside.
+fn f4(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.4}")
+    } else {
+        "-".into()
+    }
+}
+
+fn interval(ci: Option<(f64, f64)>, digits: usize, scale: f64) -> String {
+    ci.map_or("-".into(), |(lo, hi)| {
+        format!("[{:.*}, {:.*}]", digits, scale * lo, digits, scale * hi)
+    })
+}
+
+/// The final table for the terminal, with the study's single-run figures beside.
 pub fn table(summaries: &[Summary]) -> String {
     let mut s = format!(
-        "{:<22} {:>5} {:>8} {:>17} {:>8} {:>8} {:>8} {:>9}\n",
-        "activation", "runs", "diverged", "test acc mean±std", "min", "max", "study", "Δ study"
+        "{:<22} {:>5} {:>8} {:>17} {:>18} {:>8} {:>8} {:>8} {:>9}\n",
+        "activation",
+        "runs",
+        "diverged",
+        "test acc mean±std",
+        "95% CI",
+        "min",
+        "max",
+        "study",
+        "Δ study"
     );
     for r in summaries {
-        let f = |x: f64| {
-            if x.is_finite() {
-                format!("{x:.4}")
-            } else {
-                "-".into()
-            }
-        };
+        let st = &r.stats;
         let study = study_accuracy(&r.activation);
         let delta = study
-            .filter(|_| r.finished > 0)
-            .map_or("-".into(), |s| format!("{:+.4}", r.mean - s));
-        let pm = if r.std.is_finite() {
-            format!("{}±{:.4}", f(r.mean), r.std)
+            .filter(|_| st.n > 0)
+            .map_or("-".into(), |s| format!("{:+.4}", st.mean - s));
+        let pm = if st.std.is_finite() {
+            format!("{}±{:.4}", f4(st.mean), st.std)
         } else {
-            f(r.mean)
+            f4(st.mean)
         };
         s += &format!(
-            "{:<22} {:>5} {:>8} {:>17} {:>8} {:>8} {:>8} {:>9}\n",
+            "{:<22} {:>5} {:>8} {:>17} {:>18} {:>8} {:>8} {:>8} {:>9}\n",
             r.activation,
-            r.finished,
+            st.n,
             r.diverged,
             pm,
-            f(r.min),
-            f(r.max),
+            interval(st.ci, 4, 1.0),
+            f4(st.min),
+            f4(st.max),
             study.map_or("-".into(), |x| format!("{x:.4}")),
             delta
         );
     }
     s
+}
+
+/// The paired differences for the terminal.
+pub fn paired_table(pairs: &[Paired]) -> String {
+    let mut s = format!(
+        "{:<22} {:<10} {:>6} {:>14} {:>18}\n",
+        "polynomial", "vs exact", "pairs", "mean Δ (pts)", "95% CI (pts)"
+    );
+    for p in pairs {
+        s += &format!(
+            "{:<22} {:<10} {:>6} {:>14} {:>18}\n",
+            p.poly,
+            p.exact,
+            p.diff.n,
+            if p.diff.n > 0 {
+                format!("{:+.3}", 100.0 * p.diff.mean)
+            } else {
+                "-".into()
+            },
+            interval(p.diff.ci, 3, 100.0)
+        );
+    }
+    s
+}
+
+/// The settings of a group of runs, in words.
+pub fn describe(cfg: &RunConfig) -> String {
+    let mut s = format!(
+        "{}, {} epochs, batch {}, lr {}, ",
+        cfg.dataset, cfg.epochs, cfg.batch_size, cfg.lr
+    );
+    s += &match cfg.limit_train {
+        Some(l) => format!("first {l} training images"),
+        None => "all training images".into(),
+    };
+    s += &if cfg.val_split > 0 {
+        format!(" minus {} held out for validation", cfg.val_split)
+    } else {
+        " (no hold-out; the study's setting)".into()
+    };
+    if let Some((lo, hi)) = cfg.domain {
+        s += &format!(", domain [{lo}, {hi}]");
+    }
+    if cfg.clamp {
+        s += ", clamped";
+    }
+    if cfg.conv_activation != "relu" || cfg.pooling != crate::conv::Pooling::Max {
+        s += &format!(
+            ", convolutions {} with {} pooling",
+            cfg.conv_activation, cfg.pooling
+        );
+    }
+    s
+}
+
+/// `summary.md`: for one group of runs with equal settings, the per-activation table, the
+/// paired differences and the verdict, in Markdown.
+pub fn markdown(cfg: &RunConfig, runs: &[RunResult], order: &[String]) -> String {
+    let sums = summarize(runs, order);
+    let pairs = stats::paired(runs, order);
+    let mut devices: Vec<String> = runs
+        .iter()
+        .map(|r| r.device.clone().unwrap_or_else(|| "unrecorded".into()))
+        .collect();
+    devices.sort();
+    devices.dedup();
+    let mut s = format!(
+        "## {}\n\n{} runs (devices: {}). Final test accuracy after the last epoch; 95 % \
+         confidence intervals of the mean (Student t, n − 1 degrees of freedom).\n\n",
+        describe(cfg),
+        runs.len(),
+        devices.join(", ")
+    );
+    s += "| activation | runs | diverged | mean | std | 95 % CI | min | max | study |\n";
+    s += "|---|---:|---:|---:|---:|---|---:|---:|---:|\n";
+    for r in &sums {
+        let st = &r.stats;
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.activation,
+            st.n,
+            r.diverged,
+            f4(st.mean),
+            f4(st.std),
+            interval(st.ci, 4, 1.0),
+            f4(st.min),
+            f4(st.max),
+            study_accuracy(&r.activation).map_or("-".into(), |x| format!("{x:.4}")),
+        );
+    }
+    if !pairs.is_empty() {
+        s += "\nPaired by seed (same initial weights, batch order and dropout masks), in \
+              accuracy points; `t_softplus` is compared with relu, as in the study.\n\n";
+        s += "| polynomial | exact | pairs | mean difference | 95 % CI | left out (diverged) |\n";
+        s += "|---|---|---:|---:|---|---:|\n";
+        for p in &pairs {
+            s += &format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                p.poly,
+                p.exact,
+                p.diff.n,
+                if p.diff.n > 0 {
+                    format!("{:+.3}", 100.0 * p.diff.mean)
+                } else {
+                    "-".into()
+                },
+                interval(p.diff.ci, 3, 100.0),
+                p.unpaired_diverged
+            );
+        }
+    }
+    s += &format!(
+        "\n**Verdict.** {}\n",
+        stats::verdict(&stats::per_activation(runs, order), &pairs)
+    );
+    s
+}
+
+/// The runs grouped by settings, the largest group first.
+pub fn groups(runs: &[RunResult]) -> Vec<(RunConfig, Vec<RunResult>)> {
+    let mut g: Vec<(RunConfig, Vec<RunResult>)> = Vec::new();
+    for r in runs {
+        match g.iter_mut().find(|(c, _)| *c == r.config) {
+            Some((_, v)) => v.push(r.clone()),
+            None => g.push((r.config.clone(), vec![r.clone()])),
+        }
+    }
+    g.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+    g
+}
+
+/// Activation labels in a sensible order: `preferred` first, then the others in order of
+/// first appearance in `runs`.
+pub fn label_order(preferred: &[String], runs: &[RunResult]) -> Vec<String> {
+    let mut order: Vec<String> = preferred
+        .iter()
+        .filter(|l| runs.iter().any(|r| &r.activation == *l))
+        .cloned()
+        .collect();
+    for r in runs {
+        if !order.contains(&r.activation) {
+            order.push(r.activation.clone());
+        }
+    }
+    order
+}
+
+/// Writes `summary.md` (one section per group of settings, the largest first) and
+/// `paired_differences.png` (largest group) into `out`; returns the files written.
+pub fn write_summary(
+    out: &Path,
+    runs: &[RunResult],
+    preferred: &[String],
+    plots: bool,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let mut text = String::from(
+        "# MNIST study: summary\n\nRegenerated from `results.jsonl` alone by \
+         `cargo run --release --example mnist -- --report-only --out <this folder>`.\n\n",
+    );
+    let groups = groups(runs);
+    if groups.is_empty() {
+        text += "No finished runs yet.\n";
+    }
+    for (cfg, rs) in &groups {
+        text += &markdown(cfg, rs, &label_order(preferred, rs));
+        text += "\n";
+    }
+    let path = out.join("summary.md");
+    fs::write(&path, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    let mut written = vec![path];
+    if plots && let Some((_, rs)) = groups.first() {
+        let p = out.join("paired_differences.png");
+        let pairs = stats::paired(rs, &label_order(preferred, rs));
+        match plot_paired(&p, &pairs, register_font()) {
+            Ok(true) => written.push(p),
+            Ok(false) => {}
+            Err(e) => anyhow::bail!("plot {}: {e}", p.display()),
+        }
+    }
+    Ok(written)
 }
 
 /// Registers a system sans-serif font for plot text; `false` when none was found (plots are
@@ -202,7 +318,8 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(127, 127, 127),
 ];
 
-/// Writes the three plots into `out`; returns their paths.
+/// Writes the plots into `out` (activations, accuracy per epoch, final accuracy, and with a
+/// validation hold-out the training/validation curves); returns their paths.
 pub fn plots(out: &Path, specs: &[ActSpec], runs: &[RunResult]) -> anyhow::Result<Vec<PathBuf>> {
     let text = register_font();
     let mut written = Vec::new();
@@ -210,13 +327,16 @@ pub fn plots(out: &Path, specs: &[ActSpec], runs: &[RunResult]) -> anyhow::Resul
         ("activations.png", 0),
         ("accuracy_per_epoch.png", 1),
         ("final_accuracy.png", 2),
+        ("overfitting.png", 3),
     ];
+    let labels: Vec<String> = specs.iter().map(|s| s.label.clone()).collect();
     for (name, which) in files {
         let path = out.join(name);
         let r = match which {
             0 => plot_activations(&path, specs, runs, text),
             1 => plot_epochs(&path, specs, runs, text),
-            _ => plot_final(&path, specs, runs, text),
+            2 => plot_final(&path, specs, runs, text),
+            _ => plot_overfitting(&path, &labels, runs, text),
         };
         match r {
             Ok(true) => written.push(path),
@@ -415,7 +535,8 @@ fn plot_epochs(
     Ok(true)
 }
 
-/// Final test accuracy per activation: mean with min–max bars, and the study's figure (cross).
+/// Final test accuracy per activation: mean with its 95 % interval (min–max below two runs),
+/// and the study's figure (cross).
 fn plot_final(
     path: &Path,
     specs: &[ActSpec],
@@ -425,14 +546,15 @@ fn plot_final(
     let order: Vec<String> = specs.iter().map(|s| s.label.clone()).collect();
     let sums: Vec<_> = summarize(runs, &order)
         .into_iter()
-        .filter(|s| s.finished > 0)
+        .filter(|s| s.stats.n > 0)
         .collect();
     if sums.is_empty() {
         return Ok(false);
     }
+    let bar = |s: &Stats| s.ci.unwrap_or((s.min, s.max));
     let lo = sums
         .iter()
-        .map(|s| s.min)
+        .map(|s| bar(&s.stats).0)
         .chain(sums.iter().filter_map(|s| study_accuracy(&s.activation)))
         .fold(1.0, f64::min);
     let lo = (lo - 0.003).clamp(0.0, 0.99);
@@ -442,7 +564,7 @@ fn plot_final(
     b.margin(15);
     if text {
         b.caption(
-            "Final test accuracy: mean, min-max (x = study)",
+            "Final test accuracy: mean, 95% CI (x = study)",
             ("sans-serif", 20),
         )
         .x_label_area_size(40)
@@ -472,15 +594,17 @@ fn plot_final(
     for (i, s) in sums.iter().enumerate() {
         let x = i as f64;
         let color = PALETTE[i % PALETTE.len()];
+        let (lo, hi) = bar(&s.stats);
+        let mean = s.stats.mean;
         chart.draw_series(std::iter::once(ErrorBar::new_vertical(
             x,
-            s.min,
-            s.mean,
-            s.max,
+            lo.max(0.0),
+            mean,
+            hi.min(1.0),
             color.stroke_width(2),
             16,
         )))?;
-        chart.draw_series(std::iter::once(Circle::new((x, s.mean), 5, color.filled())))?;
+        chart.draw_series(std::iter::once(Circle::new((x, mean), 5, color.filled())))?;
         if let Some(st) = study_accuracy(&s.activation) {
             chart.draw_series(std::iter::once(Cross::new(
                 (x + 0.25, st),
@@ -493,91 +617,172 @@ fn plot_final(
     Ok(true)
 }
 
+/// Each polynomial's accuracy minus its exact function's, paired by seed, in points: mean and
+/// 95 % interval, with the zero line (an interval across it is within noise).
+fn plot_paired(
+    path: &Path,
+    pairs: &[Paired],
+    text: bool,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    let pairs: Vec<&Paired> = pairs.iter().filter(|p| p.diff.n > 0).collect();
+    if pairs.is_empty() {
+        return Ok(false);
+    }
+    let pts = |x: f64| 100.0 * x;
+    let bar = |p: &Paired| {
+        p.diff
+            .ci
+            .map_or((p.diff.mean, p.diff.mean), |(lo, hi)| (lo, hi))
+    };
+    let (lo, hi) = pairs.iter().fold((0.0f64, 0.0f64), |(a, b), p| {
+        let (l, h) = bar(p);
+        (a.min(pts(l)), b.max(pts(h)))
+    });
+    let pad = 0.1 * (hi - lo).max(0.05);
+    let n = pairs.len();
+    let root = BitMapBackend::new(path, (200 + 130 * n as u32, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut b = ChartBuilder::on(&root);
+    b.margin(15);
+    if text {
+        b.caption(
+            "Polynomial minus exact function, paired by seed (95% CI)",
+            ("sans-serif", 20),
+        )
+        .x_label_area_size(40)
+        .y_label_area_size(60);
+    }
+    let mut chart = b.build_cartesian_2d(-0.5..n as f64 - 0.5, (lo - pad)..(hi + pad))?;
+    let labels: Vec<String> = pairs
+        .iter()
+        .map(|p| format!("{} - {}", p.poly, p.exact))
+        .collect();
+    let name_of = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 {
+            labels.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    let mut mesh = chart.configure_mesh();
+    if text {
+        mesh.x_labels(n)
+            .x_label_formatter(&name_of)
+            .y_desc("difference in test accuracy (points)")
+            .disable_x_mesh();
+    } else {
+        mesh.disable_x_axis().disable_y_axis();
+    }
+    mesh.draw()?;
+    chart.draw_series(LineSeries::new(
+        [(-0.5, 0.0), (n as f64 - 0.5, 0.0)],
+        BLACK.stroke_width(1),
+    ))?;
+    for (i, p) in pairs.iter().enumerate() {
+        let x = i as f64;
+        let color = PALETTE[i % PALETTE.len()];
+        let (l, h) = bar(p);
+        chart.draw_series(std::iter::once(ErrorBar::new_vertical(
+            x,
+            pts(l),
+            pts(p.diff.mean),
+            pts(h),
+            color.stroke_width(2),
+            16,
+        )))?;
+        chart.draw_series(std::iter::once(Circle::new(
+            (x, pts(p.diff.mean)),
+            5,
+            color.filled(),
+        )))?;
+    }
+    root.present()?;
+    Ok(true)
+}
+
+/// With a validation hold-out: mean training accuracy (thin) and validation accuracy (thick)
+/// per epoch for each activation, the study's overfitting question. `false` without one.
+fn plot_overfitting(
+    path: &Path,
+    labels: &[String],
+    runs: &[RunResult],
+    text: bool,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    type Curve = Vec<(f64, f64)>;
+    let mut series: Vec<(String, Curve, Curve)> = Vec::new();
+    for l in labels {
+        let mut train: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+        let mut val: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+        for r in runs.iter().filter(|r| &r.activation == l) {
+            for h in &r.history {
+                if let Some(v) = h.val_accuracy.filter(|v| v.is_finite()) {
+                    val.entry(h.epoch).or_default().push(v);
+                    train.entry(h.epoch).or_default().push(h.train_accuracy);
+                }
+            }
+        }
+        let mean = |m: BTreeMap<usize, Vec<f64>>| -> Curve {
+            m.into_iter()
+                .map(|(e, v)| (e as f64, v.iter().sum::<f64>() / v.len() as f64))
+                .collect()
+        };
+        if !val.is_empty() {
+            series.push((l.clone(), mean(train), mean(val)));
+        }
+    }
+    if series.is_empty() {
+        return Ok(false);
+    }
+    let all = || series.iter().flat_map(|(_, t, v)| t.iter().chain(v));
+    let max_epoch = all().map(|p| p.0).fold(1.0, f64::max);
+    let lo = (all().map(|p| p.1).fold(1.0, f64::min) - 0.005).clamp(0.0, 0.99);
+    let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut b = ChartBuilder::on(&root);
+    b.margin(15);
+    if text {
+        b.caption(
+            "Training (thin) vs validation (thick) accuracy per epoch",
+            ("sans-serif", 22),
+        )
+        .x_label_area_size(35)
+        .y_label_area_size(55);
+    }
+    let mut chart = b.build_cartesian_2d(0.5..max_epoch + 0.5, lo..1.0)?;
+    let mut mesh = chart.configure_mesh();
+    if text {
+        mesh.x_desc("epoch").y_desc("accuracy");
+    } else {
+        mesh.disable_x_axis().disable_y_axis();
+    }
+    mesh.draw()?;
+    for (i, (label, train, val)) in series.into_iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        chart.draw_series(LineSeries::new(train, color.stroke_width(1)))?;
+        let s = chart.draw_series(LineSeries::new(val, color.stroke_width(3)))?;
+        if text {
+            s.label(label).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+            });
+        }
+    }
+    if text {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::{Divergence, EpochRecord};
-
-    fn cfg(epochs: usize) -> RunConfig {
-        RunConfig {
-            dataset: "mnist".into(),
-            epochs,
-            batch_size: 128,
-            lr: 1e-3,
-            val_split: 5000,
-            limit_train: None,
-        }
-    }
-
-    fn result(a: &str, seed: u64, acc: f64, diverged: bool) -> RunResult {
-        RunResult {
-            activation: a.into(),
-            seed,
-            test_accuracy: (!diverged).then_some(acc),
-            diverged: diverged.then(|| Divergence {
-                epoch: 2,
-                step: 17,
-                loss: "NaN".into(),
-            }),
-            history: vec![EpochRecord {
-                epoch: 1,
-                train_loss: 0.3,
-                train_accuracy: 0.9,
-                val_accuracy: Some(0.97),
-                test_accuracy: acc,
-                seconds: 30.0,
-                images_per_second: 1800.0,
-                out_of_domain: None,
-            }],
-            parameters: 3_156_098,
-            config: cfg(2),
-            wall_seconds: 40.0,
-            learned_coefficients: None,
-        }
-    }
-
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("polyact-mnist-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        d
-    }
-
-    #[test]
-    fn results_round_trip_and_resume_skips_finished_runs() {
-        let out = tmp("resume");
-        assert!(read(&out).unwrap().is_empty());
-        let r1 = result("relu", 0, 0.99, false);
-        let r2 = result("m_tanh", 0, 0.0, true);
-        append(&out, &r1).unwrap();
-        append(&out, &r2).unwrap();
-        // A line cut off mid-write is skipped, not fatal.
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(results_path(&out))
-            .unwrap();
-        f.write_all(b"{\"activation\":\"sig").unwrap();
-        drop(f);
-        let back = read(&out).unwrap();
-        assert_eq!(back, vec![r1, r2]);
-
-        let plan: Vec<(String, u64)> = ["relu", "m_tanh", "sigmoid"]
-            .iter()
-            .flat_map(|a| (0..2).map(move |s| (a.to_string(), s)))
-            .collect();
-        let todo = pending(&plan, &back, &cfg(2));
-        assert_eq!(
-            todo,
-            vec![
-                ("relu".to_string(), 1),
-                ("m_tanh".to_string(), 1),
-                ("sigmoid".to_string(), 0),
-                ("sigmoid".to_string(), 1)
-            ]
-        );
-        // Other settings: nothing is reused.
-        assert_eq!(pending(&plan, &back, &cfg(12)).len(), plan.len());
-        fs::remove_dir_all(&out).unwrap();
-    }
+    use crate::results::tests::{result, tmp};
 
     #[test]
     fn summary_statistics_and_table() {
@@ -587,12 +792,14 @@ mod tests {
             result("m_relu", 0, 0.0, true),
         ];
         let s = summarize(&runs, &["relu".into(), "m_relu".into()]);
-        approx::assert_abs_diff_eq!(s[0].mean, 0.992, epsilon = 1e-12);
-        approx::assert_abs_diff_eq!(s[0].std, 0.004 / 2f64.sqrt(), epsilon = 1e-12);
-        assert_eq!((s[1].finished, s[1].diverged), (0, 1));
+        approx::assert_abs_diff_eq!(s[0].stats.mean, 0.992, epsilon = 1e-12);
+        approx::assert_abs_diff_eq!(s[0].stats.std, 0.004 / 2f64.sqrt(), epsilon = 1e-12);
+        assert_eq!((s[1].stats.n, s[1].diverged), (0, 1));
         let t = table(&s);
         assert!(t.contains("0.9927"), "{t}");
         assert!(t.contains("-0.0007"), "{t}");
+        // 0.992 ± 12.7062 · 0.0028284 / √2 = 0.992 ± 0.025412.
+        assert!(t.contains("[0.9666, 1.0174]"), "{t}");
     }
 
     #[test]
@@ -608,7 +815,8 @@ mod tests {
             result("m_sigmoid", 0, 0.985, false),
         ];
         let files = plots(&out, &specs, &runs).unwrap();
-        assert_eq!(files.len(), 3);
+        // The records hold a validation accuracy: the overfitting curves are drawn too.
+        assert_eq!(files.len(), 4);
         for f in files {
             let bytes = fs::read(&f).unwrap();
             assert!(bytes.starts_with(b"\x89PNG"), "{}", f.display());

@@ -12,8 +12,9 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::conv::Pooling;
 use crate::data::{SIDE, Split};
-use crate::model::{ConvImpl, Model, RangePolicy};
+use crate::model::{ConvImpl, ConvSpec, Model, RangePolicy};
 use crate::spec::ActSpec;
 
 /// Which Adam implementation updates the weights.
@@ -26,8 +27,9 @@ pub enum OptimizerKind {
     Candle,
 }
 
-/// Settings shared by every run of an experiment (recorded with each result; `--resume`
-/// only skips runs made with the same settings).
+/// Every setting that changes the trained model (recorded with each result: it is the run's
+/// identity with the activation and the seed, and `--resume` only skips runs made with equal
+/// settings). How a run is executed (device, implementations, jobs) is not part of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
     /// Data set name.
@@ -37,11 +39,49 @@ pub struct RunConfig {
     /// Examples per step.
     pub batch_size: usize,
     /// Adam's learning rate.
+    #[serde(with = "crate::float")]
     pub lr: f64,
     /// Training examples held out (the last ones) for validation.
     pub val_split: usize,
     /// Training examples used (after the hold-out), `None` for all.
     pub limit_train: Option<usize>,
+    /// `--domain` given to every polynomial activation (absent in records written before it
+    /// was part of the identity).
+    #[serde(default, with = "crate::float::opt_pair")]
+    pub domain: Option<(f64, f64)>,
+    /// `--clamp`.
+    #[serde(default)]
+    pub clamp: bool,
+    /// `--conv-activation`: the convolutions' activation spec.
+    #[serde(default = "relu")]
+    pub conv_activation: String,
+    /// `--pool`: the convolutions' pooling.
+    #[serde(default)]
+    pub pooling: Pooling,
+}
+
+fn relu() -> String {
+    "relu".into()
+}
+
+#[cfg(test)]
+impl RunConfig {
+    /// The study's settings on `dataset`: 12 epochs of batches of 128 with learning rate 1e-3,
+    /// all 60,000 training images, no domain.
+    pub fn study(dataset: &str) -> Self {
+        Self {
+            dataset: dataset.to_string(),
+            epochs: 12,
+            batch_size: 128,
+            lr: 1e-3,
+            val_split: 0,
+            limit_train: None,
+            domain: None,
+            clamp: false,
+            conv_activation: relu(),
+            pooling: Pooling::Max,
+        }
+    }
 }
 
 /// Adam's settings, Keras defaults.
@@ -57,20 +97,30 @@ pub struct EpochRecord {
     /// 1-based epoch.
     pub epoch: usize,
     /// Mean training loss over the epoch's batches (with dropout, as Keras reports it).
+    #[serde(with = "crate::float")]
     pub train_loss: f64,
     /// Training accuracy over the epoch's batches.
+    #[serde(with = "crate::float")]
     pub train_accuracy: f64,
     /// Accuracy on the held-out validation examples (`None` without a hold-out).
+    #[serde(default, with = "crate::float::opt")]
     pub val_accuracy: Option<f64>,
     /// Accuracy on the test set.
+    #[serde(with = "crate::float")]
     pub test_accuracy: f64,
     /// Wall time of the epoch's training steps.
+    #[serde(with = "crate::float")]
     pub seconds: f64,
     /// Training throughput.
+    #[serde(with = "crate::float")]
     pub images_per_second: f64,
     /// Fraction of the polynomial activation's inputs outside its domain during the epoch's
     /// training steps (only for a polynomial with a domain: a fit, or `--domain`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::float::opt"
+    )]
     pub out_of_domain: Option<f64>,
 }
 
@@ -93,6 +143,7 @@ pub struct RunResult {
     /// The run's seed.
     pub seed: u64,
     /// Final test accuracy (`None` when it diverged before finishing an epoch).
+    #[serde(default, with = "crate::float::opt")]
     pub test_accuracy: Option<f64>,
     /// `Some` when the loss became NaN or infinite.
     pub diverged: Option<Divergence>,
@@ -103,10 +154,22 @@ pub struct RunResult {
     /// Settings.
     pub config: RunConfig,
     /// Wall time of the whole run, evaluation included.
+    #[serde(with = "crate::float")]
     pub wall_seconds: f64,
     /// A learnable activation's final polynomial, ascending coefficients.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::float::opt_vec"
+    )]
     pub learned_coefficients: Option<Vec<f64>>,
+    /// Where it ran (`cpu`, `cuda`), for combining results of several machines; not part of
+    /// the run's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The saved model (`--no-save` leaves it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_file: Option<String>,
 }
 
 /// The data of an experiment, split once: training examples, validation, test.
@@ -120,7 +183,8 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Holds out the last `val_split` training examples and keeps at most `limit` of the rest.
+    /// Holds out the last `val_split` training examples and keeps at most `limit` of the rest;
+    /// refuses a split that leaves no training example.
     pub fn new(
         train: &Split,
         test: Split,
@@ -130,6 +194,9 @@ impl Prepared {
         let n = train.len();
         if val_split >= n {
             anyhow::bail!("--val-split {val_split} leaves no training examples (the set has {n})");
+        }
+        if limit == Some(0) {
+            anyhow::bail!("--limit-train 0 leaves no training examples (use at least 1)");
         }
         let cut = n - val_split;
         let used = limit.map_or(cut, |l| l.min(cut));
@@ -350,6 +417,12 @@ pub struct Engine {
     pub optimizer: OptimizerKind,
     /// Domain and clamping of polynomial activations.
     pub range: RangePolicy,
+    /// The convolutions' activation and pooling (resolved from the run's settings,
+    /// `RunConfig::conv_activation` and `RunConfig::pooling`).
+    pub blocks: ConvSpec,
+    /// The output folder to save each trained model in
+    /// (`<out>/models/<label>-seed<seed>.safetensors`), if any.
+    pub models: Option<std::path::PathBuf>,
 }
 
 /// Prints above the progress bar, or plainly when the bar is hidden (no terminal).
@@ -359,6 +432,140 @@ pub fn say(bar: &ProgressBar, line: String) {
     } else {
         bar.println(line);
     }
+}
+
+/// What one run trains with, and where it reports.
+struct Ctx<'a> {
+    label: &'a str,
+    seed: u64,
+    data: &'a Prepared,
+    cfg: &'a RunConfig,
+    engine: &'a Engine,
+    bar: &'a ProgressBar,
+}
+
+/// Running sums over an epoch's training steps.
+#[derive(Default)]
+struct EpochSums {
+    loss: f64,
+    right: usize,
+    seen: usize,
+}
+
+/// One pass over the training set in `order`; `Err` when the loss became NaN or infinite.
+fn train_epoch(
+    ctx: &Ctx<'_>,
+    model: &Model,
+    opt: &mut Opt,
+    rng: &mut StdRng,
+    order: &[usize],
+    epoch: usize,
+) -> anyhow::Result<Result<EpochSums, Divergence>> {
+    let (cfg, bar) = (ctx.cfg, ctx.bar);
+    let steps = order.len().div_ceil(cfg.batch_size);
+    let t0 = Instant::now();
+    let mut sums = EpochSums::default();
+    for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
+        let (x, y) = batch(&ctx.data.train, idx, &ctx.engine.device)?;
+        let logits = model.forward(&x, Some(rng))?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+        let l = loss.to_scalar::<f32>()?;
+        if !l.is_finite() {
+            say(
+                bar,
+                format!(
+                    "{} seed {}: diverged at epoch {epoch} step {} (loss {l})",
+                    ctx.label,
+                    ctx.seed,
+                    step + 1
+                ),
+            );
+            return Ok(Err(Divergence {
+                epoch,
+                step: step + 1,
+                loss: l.to_string(),
+            }));
+        }
+        opt.backward_step(&loss)?;
+        sums.loss += f64::from(l) * idx.len() as f64;
+        sums.right += correct(&logits, &y)?;
+        sums.seen += idx.len();
+        bar.inc(1);
+        if step % 10 == 0 || step + 1 == steps {
+            let rate = sums.seen as f64 / t0.elapsed().as_secs_f64();
+            bar.set_message(format!(
+                "epoch {epoch}/{} loss {:.4} acc {:.4} {rate:.0} img/s",
+                cfg.epochs,
+                sums.loss / sums.seen as f64,
+                sums.right as f64 / sums.seen as f64
+            ));
+        }
+    }
+    Ok(Ok(sums))
+}
+
+/// The figures of a finished epoch (validation and test accuracy evaluated now), printed.
+fn epoch_record(
+    ctx: &Ctx<'_>,
+    model: &Model,
+    epoch: usize,
+    sums: &EpochSums,
+    seconds: f64,
+) -> anyhow::Result<EpochRecord> {
+    // Taken before evaluating: the fraction is over the epoch's training steps only.
+    let out_of_domain = model.take_out_of_range();
+    let val_accuracy = if ctx.data.val.len() > 0 {
+        Some(evaluate(model, &ctx.data.val)?)
+    } else {
+        None
+    };
+    let rec = EpochRecord {
+        epoch,
+        train_loss: sums.loss / sums.seen as f64,
+        train_accuracy: sums.right as f64 / sums.seen as f64,
+        val_accuracy,
+        test_accuracy: evaluate(model, &ctx.data.test)?,
+        seconds,
+        images_per_second: sums.seen as f64 / seconds,
+        out_of_domain,
+    };
+    let domain = rec.out_of_domain.map_or(String::new(), |f| {
+        format!(", {:.3}% outside domain", 100.0 * f)
+    });
+    say(
+        ctx.bar,
+        format!(
+            "{:>12} seed {} epoch {epoch:>2}: loss {:.4} acc {:.4} val {} test {:.4} ({:.1} s, {:.0} img/s{domain})",
+            ctx.label,
+            ctx.seed,
+            rec.train_loss,
+            rec.train_accuracy,
+            val_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
+            rec.test_accuracy,
+            rec.seconds,
+            rec.images_per_second
+        ),
+    );
+    Ok(rec)
+}
+
+/// Saves the trained model when the engine says where; returns the file.
+fn save_model(
+    ctx: &Ctx<'_>,
+    model: &Model,
+    test_accuracy: Option<f64>,
+) -> anyhow::Result<Option<String>> {
+    let Some(dir) = &ctx.engine.models else {
+        return Ok(None);
+    };
+    let path = crate::save::model_path(dir, ctx.label, ctx.seed);
+    let info = crate::save::SaveInfo {
+        activation: ctx.label,
+        seed: ctx.seed,
+        test_accuracy: test_accuracy.unwrap_or(f64::NAN),
+    };
+    crate::save::save(model, &info, &path)?;
+    Ok(Some(path.display().to_string()))
 }
 
 /// Trains one model and returns its result; a NaN/inf loss ends the run early as diverged.
@@ -371,105 +578,68 @@ pub fn run(
     bar: &ProgressBar,
 ) -> anyhow::Result<RunResult> {
     let start = Instant::now();
+    let ctx = Ctx {
+        label: &spec.label,
+        seed,
+        data,
+        cfg,
+        engine,
+        bar,
+    };
     let mut rng = StdRng::seed_from_u64(seed);
-    let model = Model::new(spec, &engine.range, engine.conv, &engine.device, &mut rng)?;
+    let model = Model::new(
+        spec,
+        &engine.range,
+        &engine.blocks,
+        engine.conv,
+        &engine.device,
+        &mut rng,
+    )?;
     let mut opt = Opt::new(engine.optimizer, model.varmap.all_vars(), cfg.lr)?;
     let n = data.train.len();
-    let steps = n.div_ceil(cfg.batch_size);
-    bar.set_length((steps * cfg.epochs) as u64);
+    bar.set_length((n.div_ceil(cfg.batch_size) * cfg.epochs) as u64);
     let mut order: Vec<usize> = (0..n).collect();
     let mut history = Vec::new();
     let mut diverged = None;
-    'epochs: for epoch in 1..=cfg.epochs {
+    for epoch in 1..=cfg.epochs {
         order.shuffle(&mut rng);
         let t0 = Instant::now();
-        let (mut loss_sum, mut right, mut seen) = (0.0f64, 0usize, 0usize);
-        for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
-            let (x, y) = batch(&data.train, idx, &engine.device)?;
-            let logits = model.forward(&x, Some(&mut rng))?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-            let l = loss.to_scalar::<f32>()?;
-            if !l.is_finite() {
-                diverged = Some(Divergence {
-                    epoch,
-                    step: step + 1,
-                    loss: l.to_string(),
-                });
-                say(
-                    bar,
-                    format!(
-                        "{} seed {seed}: diverged at epoch {epoch} step {} (loss {l})",
-                        spec.label,
-                        step + 1
-                    ),
-                );
-                break 'epochs;
+        match train_epoch(&ctx, &model, &mut opt, &mut rng, &order, epoch)? {
+            Ok(sums) => {
+                let seconds = t0.elapsed().as_secs_f64();
+                history.push(epoch_record(&ctx, &model, epoch, &sums, seconds)?);
             }
-            opt.backward_step(&loss)?;
-            loss_sum += f64::from(l) * idx.len() as f64;
-            right += correct(&logits, &y)?;
-            seen += idx.len();
-            bar.inc(1);
-            if step % 10 == 0 || step + 1 == steps {
-                let rate = seen as f64 / t0.elapsed().as_secs_f64();
-                bar.set_message(format!(
-                    "epoch {epoch}/{} loss {:.4} acc {:.4} {rate:.0} img/s",
-                    cfg.epochs,
-                    loss_sum / seen as f64,
-                    right as f64 / seen as f64
-                ));
+            Err(d) => {
+                diverged = Some(d);
+                break;
             }
         }
-        let seconds = t0.elapsed().as_secs_f64();
-        let out_of_domain = model.take_out_of_range();
-        let val_accuracy = if data.val.len() > 0 {
-            Some(evaluate(&model, &data.val)?)
-        } else {
-            None
-        };
-        let test_accuracy = evaluate(&model, &data.test)?;
-        let rec = EpochRecord {
-            epoch,
-            train_loss: loss_sum / seen as f64,
-            train_accuracy: right as f64 / seen as f64,
-            val_accuracy,
-            test_accuracy,
-            seconds,
-            images_per_second: seen as f64 / seconds,
-            out_of_domain,
-        };
-        let domain = rec.out_of_domain.map_or(String::new(), |f| {
-            format!(", {:.3}% outside domain", 100.0 * f)
-        });
-        say(
-            bar,
-            format!(
-                "{:>12} seed {seed} epoch {epoch:>2}: loss {:.4} acc {:.4} val {} test {:.4} ({:.1} s, {:.0} img/s{domain})",
-                spec.label,
-                rec.train_loss,
-                rec.train_accuracy,
-                val_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
-                rec.test_accuracy,
-                rec.seconds,
-                rec.images_per_second
-            ),
-        );
-        history.push(rec);
     }
+    let test_accuracy = if diverged.is_some() {
+        None
+    } else {
+        history.last().map(|h| h.test_accuracy)
+    };
+    let model_file = save_model(&ctx, &model, test_accuracy)?;
     Ok(RunResult {
         activation: spec.label.clone(),
         seed,
-        test_accuracy: if diverged.is_some() {
-            None
-        } else {
-            history.last().map(|h| h.test_accuracy)
-        },
+        test_accuracy,
         diverged,
         history,
         parameters: model.parameters(),
         config: cfg.clone(),
         wall_seconds: start.elapsed().as_secs_f64(),
         learned_coefficients: model.learned_polynomial().map(|p| p.coefficients_f64()),
+        device: Some(
+            if engine.device.is_cpu() {
+                "cpu"
+            } else {
+                "cuda"
+            }
+            .to_string(),
+        ),
+        model_file,
     })
 }
 
@@ -544,18 +714,19 @@ mod tests {
     fn divergence_is_recorded_not_fatal() {
         let prepared = Prepared::new(&synthetic(300, 1), synthetic(50, 2), 44, None).unwrap();
         let cfg = RunConfig {
-            dataset: "synthetic".into(),
             epochs: 3,
             batch_size: 64,
             lr: 1e3,
             val_split: 44,
-            limit_train: None,
+            ..RunConfig::study("synthetic")
         };
         let engine = Engine {
             device: Device::Cpu,
             conv: ConvImpl::Fused,
             optimizer: OptimizerKind::Fused,
             range: RangePolicy::default(),
+            blocks: ConvSpec::default(),
+            models: None,
         };
         let spec: ActSpec = "m_tanh".parse().unwrap();
         let r = run(&spec, 0, &prepared, &cfg, &engine, &ProgressBar::hidden()).unwrap();
@@ -566,11 +737,42 @@ mod tests {
         assert_eq!(r.history.len(), d.epoch - 1);
     }
 
+    /// The trained model lands at `<out>/models/<label>-seed<seed>.safetensors` and the record
+    /// names it.
+    #[test]
+    fn trained_model_is_saved_where_documented() {
+        let out = crate::results::tests::tmp("saved-run");
+        let prepared = Prepared::new(&synthetic(100, 3), synthetic(20, 4), 0, None).unwrap();
+        let cfg = RunConfig {
+            epochs: 1,
+            batch_size: 50,
+            ..RunConfig::study("synthetic")
+        };
+        let engine = Engine {
+            device: Device::Cpu,
+            conv: ConvImpl::Fused,
+            optimizer: OptimizerKind::Fused,
+            range: RangePolicy::default(),
+            blocks: ConvSpec::default(),
+            models: Some(out.clone()),
+        };
+        let spec: ActSpec = "minimax:tanh:3:-2:2".parse().unwrap();
+        let r = run(&spec, 5, &prepared, &cfg, &engine, &ProgressBar::hidden()).unwrap();
+        let path = out.join("models/minimax_tanh_3_-2_2-seed5.safetensors");
+        assert!(path.is_file(), "{}", path.display());
+        assert_eq!(
+            r.model_file.as_deref(),
+            Some(path.display().to_string().as_str())
+        );
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+
     /// One epoch on 2,000 real training images: test accuracy (all 10,000) well above chance for relu and the study's
-    /// m_sigmoid. Skipped (with a message) only when the shared MNIST copy is absent.
+    /// m_sigmoid. Fails when the real MNIST is absent, unless POLYACT_ALLOW_MISSING_MNIST=1.
     #[test]
     fn one_epoch_on_2000_real_images_learns() {
-        let Some(dir) = crate::tests_support::shared_mnist() else {
+        let Some(dir) = crate::tests_support::real_mnist("one_epoch_on_2000_real_images_learns")
+        else {
             return;
         };
         let data = load(&dir, DatasetKind::Mnist, None).unwrap();
@@ -580,18 +782,19 @@ mod tests {
         // Batches of 16: one epoch is 125 Adam steps (16 with the study's 128 are too few to
         // tell learning from luck).
         let cfg = RunConfig {
-            dataset: "mnist".into(),
             epochs: 1,
             batch_size: 16,
-            lr: 1e-3,
             val_split: 5000,
             limit_train: Some(2000),
+            ..RunConfig::study("mnist")
         };
         let engine = Engine {
             device: Device::Cpu,
             conv: ConvImpl::Fused,
             optimizer: OptimizerKind::Fused,
             range: RangePolicy::default(),
+            blocks: ConvSpec::default(),
+            models: None,
         };
         for name in ["relu", "m_sigmoid"] {
             let spec: ActSpec = name.parse().unwrap();
