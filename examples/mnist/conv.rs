@@ -55,17 +55,7 @@ impl ConvAct {
                     (0.0, 0.0)
                 }
             }
-            ConvAct::Poly(c) => {
-                let Some((&last, rest)) = c.split_last() else {
-                    return (0.0, 0.0);
-                };
-                let (mut p, mut dp) = (last, 0.0f32);
-                for &ck in rest.iter().rev() {
-                    dp = dp.mul_add(z, p);
-                    p = p.mul_add(z, ck);
-                }
-                (p, dp)
-            }
+            ConvAct::Poly(c) => polyact::kernel::horner_with_derivative::<f32, true>(c, z),
         }
     }
 }
@@ -345,19 +335,32 @@ impl ConvGeom {
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn relu_pool_avx2(&self, z: &[f32], out: &mut [f32], arg: &mut [u32]) {
-        self.relu_pool_generic(z, out, arg)
-    }
-
+    /// [`relu_pool_generic`](Self::relu_pool_generic) compiled for the CPU's best instruction
+    /// set, through the library's one dispatch.
     fn relu_pool(&self, z: &[f32], out: &mut [f32], arg: &mut [u32]) {
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has the features the function was compiled for.
-            return unsafe { self.relu_pool_avx2(z, out, arg) };
-        }
-        self.relu_pool_generic(z, out, arg)
+        polyact::kernel::dispatch(ReluPool {
+            geom: self,
+            z,
+            out,
+            arg,
+        })
+    }
+}
+
+/// One activation + pooling pass, as a kernel for [`polyact::kernel::dispatch`].
+struct ReluPool<'a> {
+    geom: &'a ConvGeom,
+    z: &'a [f32],
+    out: &'a mut [f32],
+    arg: &'a mut [u32],
+}
+
+impl polyact::kernel::Kernel for ReluPool<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<const FMA: bool, const LANES: usize>(self) {
+        self.geom.relu_pool_generic(self.z, self.out, self.arg)
     }
 }
 

@@ -38,7 +38,6 @@ mod model;
 mod report;
 mod results;
 mod save;
-mod series;
 mod spec;
 mod stats;
 mod train;

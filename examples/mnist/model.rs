@@ -81,7 +81,7 @@ impl ConvSpec {
     /// `pool`.
     pub fn new(act: &ActSpec, pool: Pooling) -> anyhow::Result<Self> {
         let (conv_act, polynomial) = match &act.kind {
-            ActKind::Exact(crate::spec::Exact::Relu) => (ConvAct::Relu, None),
+            ActKind::Exact(polyact::registry::Builtin::Relu) => (ConvAct::Relu, None),
             ActKind::Poly(p) => (
                 ConvAct::Poly(p.coefficients_f64().iter().map(|&c| c as f32).collect()),
                 Some(p.clone()),
@@ -135,7 +135,7 @@ impl Hidden {
             })
         };
         Ok(match &spec.kind {
-            ActKind::Exact(exact) => Hidden::Exact(exact.layer()),
+            ActKind::Exact(exact) => Hidden::Exact(polyact::nn::Act::from(*exact)),
             ActKind::Poly(poly) => {
                 let poly = with_domain(poly)?;
                 let mut layer = polyact::nn::PolyAct::new(&poly);

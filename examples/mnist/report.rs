@@ -355,7 +355,7 @@ fn plot_activations(
     runs: &[RunResult],
     text: bool,
 ) -> Result<bool, Box<dyn std::error::Error>> {
-    let mut families: Vec<crate::spec::Exact> = Vec::new();
+    let mut families: Vec<polyact::registry::Builtin> = Vec::new();
     for s in specs {
         if s.polynomial().is_some() && !families.contains(&s.family) {
             families.push(s.family);
@@ -368,7 +368,7 @@ fn plot_activations(
     root.fill(&WHITE)?;
     let panels = root.split_evenly((1, families.len()));
     for (panel, fam) in panels.iter().zip(&families) {
-        let exact = fam.scalar();
+        let exact = fam.activation();
         let xs: Vec<f64> = (0..=400).map(|i| -4.0 + 8.0 * i as f64 / 400.0).collect();
         let mut curves: Vec<(String, Vec<(f64, f64)>)> = vec![(
             fam.name().to_string(),

@@ -280,10 +280,22 @@ fn adam_generic(c: AdamCoef, theta: &mut [f32], g: &[f32], m: &mut [f32], v: &mu
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn adam_avx2(c: AdamCoef, theta: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-    adam_generic(c, theta, g, m, v)
+/// One chunk of the Adam update, as a kernel for [`polyact::kernel::dispatch`].
+struct AdamChunk<'a> {
+    c: AdamCoef,
+    theta: &'a mut [f32],
+    g: &'a [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+}
+
+impl polyact::kernel::Kernel for AdamChunk<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<const FMA: bool, const LANES: usize>(self) {
+        adam_generic(self.c, self.theta, self.g, self.m, self.v)
+    }
 }
 
 fn adam_update(c: AdamCoef, theta: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
@@ -292,13 +304,8 @@ fn adam_update(c: AdamCoef, theta: &mut [f32], g: &[f32], m: &mut [f32], v: &mut
         .par_chunks_mut(CH)
         .zip(g.par_chunks(CH))
         .zip(m.par_chunks_mut(CH).zip(v.par_chunks_mut(CH)))
-        .for_each(|((t, g), (m, v))| {
-            #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has the features the function was compiled for.
-                return unsafe { adam_avx2(c, t, g, m, v) };
-            }
-            adam_generic(c, t, g, m, v)
+        .for_each(|((theta, g), (m, v))| {
+            polyact::kernel::dispatch(AdamChunk { c, theta, g, m, v })
         });
 }
 
