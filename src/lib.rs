@@ -69,6 +69,7 @@
 pub mod activation;
 pub mod coefficient;
 pub mod error;
+pub mod expr;
 pub mod fit;
 pub mod float;
 #[cfg(feature = "candle")]

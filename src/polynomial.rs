@@ -266,24 +266,12 @@ impl Polynomial {
         }
     }
 
-    /// The polynomial as a formula in `x` for the series engine, exact coefficients kept.
-    fn to_formula(&self) -> String {
-        let terms: Vec<String> = self
-            .coefficients
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| !c.is_zero())
-            .map(|(k, c)| match k {
-                0 => format!("({c})"),
-                1 => format!("({c})*x"),
-                _ => format!("({c})*x^{k}"),
-            })
-            .collect();
-        if terms.is_empty() {
-            "0".into()
-        } else {
-            terms.join("+")
-        }
+    /// The polynomial as an expression in `x`, exact coefficients kept (approximate ones as
+    /// the decimal they print as).
+    fn to_formula(&self) -> crate::expr::Expr {
+        crate::expr::Expr::polynomial(self.coefficients.iter().enumerate().filter_map(
+            |(k, c)| (!c.is_zero()).then(|| c.to_expr().map(|e| (k, e))).flatten(),
+        ))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Activations that are analytic on the whole real line.
 
-use super::{Activation, Formula};
+use super::{Activation, Formula, builtin};
 use crate::Float;
 
 /// The limit of a function at ±∞, used to avoid `∞ · 0` in products such as `x · σ(x)`.
@@ -66,7 +66,7 @@ impl<T: Float> Activation<T> for Sigmoid {
         Self::derivative_from_output(sigmoid(x))
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic("1/(1+exp(-x))".into())
+        Formula::Analytic(builtin("1/(1+exp(-x))"))
     }
 }
 
@@ -100,7 +100,7 @@ impl<T: Float> Activation<T> for Tanh {
         Self::derivative_from_output(x.tanh())
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic("(exp(2*x)-1)/(exp(2*x)+1)".into())
+        Formula::Analytic(builtin("(exp(2*x)-1)/(exp(2*x)+1)"))
     }
 }
 
@@ -128,7 +128,7 @@ impl<T: Float> Activation<T> for Softplus {
         sigmoid(x)
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic("log(1+exp(x))".into())
+        Formula::Analytic(builtin("log(1+exp(x))"))
     }
 }
 
@@ -157,7 +157,7 @@ impl<T: Float> Activation<T> for Gelu {
         })
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic("x/2*(1+erf(x/sqrt(2)))".into())
+        Formula::Analytic(builtin("x/2*(1+erf(x/sqrt(2)))"))
     }
 }
 
@@ -185,7 +185,7 @@ impl<T: Float> Activation<T> for Silu {
         })
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic("x/(1+exp(-x))".into())
+        Formula::Analytic(builtin("x/(1+exp(-x))"))
     }
 }
 
@@ -215,6 +215,6 @@ impl<T: Float> Activation<T> for Mish {
         })
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic("x*((1+exp(x))^2-1)/((1+exp(x))^2+1)".into())
+        Formula::Analytic(builtin("x*((1+exp(x))^2-1)/((1+exp(x))^2+1)"))
     }
 }
