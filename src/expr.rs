@@ -342,8 +342,7 @@ impl Expr {
         match self.node {
             Node::Number(r) => Ok(Expr::number(-r)),
             Node::Neg(u) => Ok(*u),
-            Node::Product(mut factors)
-                if matches!(factors.first(), Some(Factor::Times(e)) if e.as_number().is_some()) =>
+            Node::Product(mut factors) if matches!(factors.first(), Some(Factor::Times(e)) if e.as_number().is_some()) =>
             {
                 if let Some(Factor::Times(e)) = factors.first_mut()
                     && let Node::Number(r) = &mut e.node
@@ -402,7 +401,10 @@ impl Expr {
     /// # Errors
     /// [`Error::TooComplex`] beyond the [limits](self#limits).
     pub fn checked_pow(self, exponent: Expr) -> Result<Expr> {
-        Expr::build(Node::Pow(Box::new(self), Box::new(exponent)), Limits::Public)
+        Expr::build(
+            Node::Pow(Box::new(self), Box::new(exponent)),
+            Limits::Public,
+        )
     }
 
     /// The sum of `terms` (0 for none).
@@ -468,7 +470,10 @@ impl Expr {
         for (k, c) in terms {
             let term = match k {
                 0 => Ok(c),
-                1 => Expr::product_of([Factor::Times(c), Factor::Times(Expr::x())], Limits::Internal),
+                1 => Expr::product_of(
+                    [Factor::Times(c), Factor::Times(Expr::x())],
+                    Limits::Internal,
+                ),
                 _ => Expr::build(
                     Node::Pow(Box::new(Expr::x()), Box::new(Expr::integer(k as i64))),
                     Limits::Internal,
@@ -492,7 +497,9 @@ impl Expr {
         let b = b.unwrap_or_else(|| Expr::integer(0));
         match op {
             Combine::Add => Expr::sum_of([a, b], Limits::Internal),
-            Combine::Mul => Expr::product_of([Factor::Times(a), Factor::Times(b)], Limits::Internal),
+            Combine::Mul => {
+                Expr::product_of([Factor::Times(a), Factor::Times(b)], Limits::Internal)
+            }
             Combine::Div => Expr::product_of([Factor::Times(a), Factor::Over(b)], Limits::Internal),
             Combine::Neg => a.negate(Limits::Internal),
         }
@@ -1168,7 +1175,10 @@ mod tests {
 
     fn ok(input: &str) -> String {
         let e: Expr = input.parse().unwrap_or_else(|e| panic!("{input}: {e}"));
-        let again: Expr = e.to_string().parse().unwrap_or_else(|err| panic!("{e}: {err}"));
+        let again: Expr = e
+            .to_string()
+            .parse()
+            .unwrap_or_else(|err| panic!("{e}: {err}"));
         assert_eq!(again, e, "{input} printed as {e}");
         e.to_string()
     }

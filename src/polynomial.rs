@@ -269,9 +269,11 @@ impl Polynomial {
     /// The polynomial as an expression in `x`, exact coefficients kept (approximate ones as
     /// the decimal they print as).
     fn to_formula(&self) -> crate::expr::Expr {
-        crate::expr::Expr::polynomial(self.coefficients.iter().enumerate().filter_map(
-            |(k, c)| (!c.is_zero()).then(|| c.to_expr().map(|e| (k, e))).flatten(),
-        ))
+        crate::expr::Expr::polynomial(self.coefficients.iter().enumerate().filter_map(|(k, c)| {
+            (!c.is_zero())
+                .then(|| c.to_expr().map(|e| (k, e)))
+                .flatten()
+        }))
     }
 }
 

@@ -52,7 +52,11 @@ fn long_chains_give_a_value_and_deep_nesting_an_error() {
     }
     let deep = format!("{}x{}", "(".repeat(5000), ")".repeat(5000));
     assert!(matches!(deep.parse::<Expr>(), Err(Error::Parse { .. })));
-    let just_fits = format!("{}x{}", "exp(".repeat(MAX_DEPTH - 1), ")".repeat(MAX_DEPTH - 1));
+    let just_fits = format!(
+        "{}x{}",
+        "exp(".repeat(MAX_DEPTH - 1),
+        ")".repeat(MAX_DEPTH - 1)
+    );
     assert_eq!(parse(&just_fits).depth(), MAX_DEPTH);
 }
 
@@ -160,7 +164,11 @@ mod engine {
                 .any(|c| matches!(c.exact(), Some(Exact::Symbolic(_))))
         );
         let again = taylor_series(&p, 6, 0.0).unwrap();
-        for (a, b) in p.coefficients().iter().zip(again.polynomial().coefficients()) {
+        for (a, b) in p
+            .coefficients()
+            .iter()
+            .zip(again.polynomial().coefficients())
+        {
             assert!(
                 (a.to_f64() - b.to_f64()).abs() <= 1e-15 * a.to_f64().abs().max(1e-300),
                 "{a} vs {b}"
@@ -169,7 +177,11 @@ mod engine {
         // And at another point, where the closed forms grow.
         let q = taylor_poly_at(polyact::Softplus, 4, 0.5).unwrap();
         let again = taylor_series(&q, 4, 0.5).unwrap();
-        for (a, b) in q.coefficients().iter().zip(again.polynomial().coefficients()) {
+        for (a, b) in q
+            .coefficients()
+            .iter()
+            .zip(again.polynomial().coefficients())
+        {
             assert!(
                 (a.to_f64() - b.to_f64()).abs() <= 1e-12 * a.to_f64().abs().max(1e-12),
                 "{a} vs {b}"

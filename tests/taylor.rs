@@ -438,10 +438,7 @@ fn absurd_degrees_and_points_are_refused() {
 fn the_series_remembers_how_it_was_made() {
     let s = taylor_series_formula("2*tanh(x/2)", 3, -0.5).unwrap();
     assert_eq!(s.function(), "2*tanh(x/2)");
-    assert_eq!(
-        s.formula().to_string(),
-        "2*(exp(2*x/2)-1)/(exp(2*x/2)+1)"
-    );
+    assert_eq!(s.formula().to_string(), "2*(exp(2*x/2)-1)/(exp(2*x/2)+1)");
     assert_eq!(s.degree(), 3);
     assert_abs_diff_eq!(s.point(), -0.5, epsilon = 1e-300);
     assert_eq!(s.about_point().len(), 4);

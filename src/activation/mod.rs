@@ -230,7 +230,10 @@ mod tests {
             let text = act.formula().to_string();
             assert!(!text.is_empty(), "{}", act.name());
         }
-        assert_eq!(LeakyRelu::new(0.01).unwrap().formula_text(), "1/100*x if x < 0, x if x > 0");
+        assert_eq!(
+            LeakyRelu::new(0.01).unwrap().formula_text(),
+            "1/100*x if x < 0, x if x > 0"
+        );
     }
 
     trait FormulaText {

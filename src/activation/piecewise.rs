@@ -9,7 +9,9 @@ use crate::{Error, Float, Result};
 /// every constructor checks.
 fn times_parameter(value: f64, u: &'static str) -> Expr {
     let factor = decimal_to_rational(value).map_or_else(|| Expr::integer(0), Expr::number);
-    factor.checked_mul(builtin(u)).unwrap_or_else(|_| builtin(u))
+    factor
+        .checked_mul(builtin(u))
+        .unwrap_or_else(|_| builtin(u))
 }
 
 /// Validates a slope-like parameter: finite and non-negative.

@@ -159,7 +159,10 @@ impl Engine {
             Function::Erf => self.erf,
             other => {
                 return Err(Error::Symbolic {
-                    reason: format!("internal: `{}` reached the engine unrewritten", other.name()),
+                    reason: format!(
+                        "internal: `{}` reached the engine unrewritten",
+                        other.name()
+                    ),
                 });
             }
         };
@@ -241,7 +244,10 @@ impl Engine {
             if !exponent.is_integer() || exponent.is_negative() {
                 return Err(Failure::NotAnalytic);
             }
-            let Some(k) = exponent.numerator().to_i64().and_then(|k| usize::try_from(k).ok())
+            let Some(k) = exponent
+                .numerator()
+                .to_i64()
+                .and_then(|k| usize::try_from(k).ok())
             else {
                 continue;
             };
@@ -307,7 +313,9 @@ impl Engine {
         }
         let expr = self.expr(atom.as_atom_view(), 0)?;
         let value = self.evaluate(atom, &expr)?;
-        self.finite(Coefficient::symbolic(expr.clone(), value), || expr.to_string())
+        self.finite(Coefficient::symbolic(expr.clone(), value), || {
+            expr.to_string()
+        })
     }
 
     fn finite(&self, c: Coefficient, text: impl FnOnce() -> String) -> Attempt<Coefficient> {
@@ -507,21 +515,22 @@ impl Engine {
             let e = e.abs();
             // (p/q)^e = p^e / q^e, so that square roots of numbers merge: 1/sqrt(2*pi).
             let parts = match base_expr.as_number() {
-                Some(b) if b.is_positive() => vec![
-                    (b.numer().clone(), above),
-                    (b.denom().clone(), 1 - above),
-                ]
-                .into_iter()
-                .filter(|(n, _)| !n.is_one())
-                .map(|(n, side)| (Expr::number(BigRational::from_integer(n)), side))
-                .collect(),
+                Some(b) if b.is_positive() => {
+                    vec![(b.numer().clone(), above), (b.denom().clone(), 1 - above)]
+                        .into_iter()
+                        .filter(|(n, _)| !n.is_one())
+                        .map(|(n, side)| (Expr::number(BigRational::from_integer(n)), side))
+                        .collect()
+                }
                 _ => vec![(base_expr, above)],
             };
             for (base, side) in parts {
                 if e == half && !crate::taylor::formula::is_euler(&base) {
                     sides[side].roots.push(base);
                 } else {
-                    sides[side].factors.push(power(base, Expr::number(e.clone()))?);
+                    sides[side]
+                        .factors
+                        .push(power(base, Expr::number(e.clone()))?);
                 }
             }
         }
@@ -624,7 +633,9 @@ fn shift_to_powers_of_x(about: &[Atom], point: &Atom) -> Vec<Atom> {
 
 fn integer(i: &BigInt) -> Integer {
     // Both print and read integers in decimal.
-    i.to_string().parse().unwrap_or_else(|_| Integer::from(0_i64))
+    i.to_string()
+        .parse()
+        .unwrap_or_else(|_| Integer::from(0_i64))
 }
 
 fn rational(r: &BigRational) -> (Integer, Integer) {

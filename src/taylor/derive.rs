@@ -102,9 +102,7 @@ fn branch_arguments<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
             branch_arguments(u, out);
         }
         Node::Sum(terms) => terms.iter().for_each(|t| branch_arguments(t, out)),
-        Node::Product(factors) => factors
-            .iter()
-            .for_each(|f| branch_arguments(f.expr(), out)),
+        Node::Product(factors) => factors.iter().for_each(|f| branch_arguments(f.expr(), out)),
         Node::Pow(base, exponent) => {
             let integer = exponent.as_number().is_some_and(|q| q.is_integer());
             if !integer && base.contains_x() {
@@ -192,15 +190,22 @@ mod tests {
 
     #[test]
     fn a_panicking_job_is_an_error_and_the_next_job_runs() {
-        let err = contain::contained("a test job", || -> Result<()> { panic!("boom") })
-            .unwrap_err();
+        let err =
+            contain::contained("a test job", || -> Result<()> { panic!("boom") }).unwrap_err();
         assert!(matches!(err, Error::Symbolic { ref reason } if reason.contains("boom")));
         assert!(expand_text("exp(x)", (0, 1), 3).is_ok());
     }
 
     #[test]
     fn poles_roots_and_logs_are_not_analytic() {
-        for formula in ["1/x", "sqrt(x)", "log(x)", "x^(1/3)", "log(1/x)", "sqrt(x^2)"] {
+        for formula in [
+            "1/x",
+            "sqrt(x)",
+            "log(x)",
+            "x^(1/3)",
+            "log(1/x)",
+            "sqrt(x^2)",
+        ] {
             let err = expand_text(formula, (0, 1), 3).unwrap_err();
             assert!(matches!(err, Error::NotAnalytic { .. }), "{formula}: {err}");
         }

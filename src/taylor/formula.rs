@@ -209,9 +209,9 @@ pub(crate) fn rational_value(e: &Expr, a: &BigRational) -> Option<BigRational> {
         Node::X => small(a.clone()),
         Node::Constant(_) | Node::Call(..) => None,
         Node::Neg(u) => rational_value(u, a).map(|r| -r),
-        Node::Sum(terms) => terms
-            .iter()
-            .try_fold(BigRational::zero(), |acc, t| small(acc + rational_value(t, a)?)),
+        Node::Sum(terms) => terms.iter().try_fold(BigRational::zero(), |acc, t| {
+            small(acc + rational_value(t, a)?)
+        }),
         Node::Product(factors) => factors.iter().try_fold(BigRational::one(), |acc, f| {
             let v = rational_value(f.expr(), a)?;
             match f {
@@ -227,7 +227,8 @@ pub(crate) fn rational_value(e: &Expr, a: &BigRational) -> Option<BigRational> {
             if b.is_zero() && n < 0 {
                 return None;
             }
-            let bits = (b.numer().bits() + b.denom().bits()).saturating_mul(n.unsigned_abs() as u64);
+            let bits =
+                (b.numer().bits() + b.denom().bits()).saturating_mul(n.unsigned_abs() as u64);
             if bits > MAX_BITS {
                 return None;
             }
@@ -264,8 +265,14 @@ mod tests {
         assert_eq!(lowered("2^10*x").unwrap(), "1024*x");
         assert_eq!(lowered("9^9").unwrap(), "387420489");
         assert!(matches!(lowered("9^9^9"), Err(Error::TooComplex { .. })));
-        assert!(matches!(lowered("((x^1000)^1000)^1000"), Err(Error::TooComplex { .. })));
-        assert!(matches!(lowered("x^(1/100000)"), Err(Error::TooComplex { .. })));
+        assert!(matches!(
+            lowered("((x^1000)^1000)^1000"),
+            Err(Error::TooComplex { .. })
+        ));
+        assert!(matches!(
+            lowered("x^(1/100000)"),
+            Err(Error::TooComplex { .. })
+        ));
         assert!(matches!(lowered("0^-1"), Err(Error::DivisionByZero { .. })));
         assert_eq!(lowered("2^(1/2)").unwrap(), "2^(1/2)");
     }
@@ -274,7 +281,10 @@ mod tests {
     fn rational_values() {
         let e: Expr = "(x^2 - 1)/(2*x) + 3".parse().unwrap();
         let a = BigRational::new(2.into(), 1.into());
-        assert_eq!(rational_value(&e, &a), Some(BigRational::new(15.into(), 4.into())));
+        assert_eq!(
+            rational_value(&e, &a),
+            Some(BigRational::new(15.into(), 4.into()))
+        );
         assert_eq!(rational_value(&"exp(x)".parse().unwrap(), &a), None);
         assert_eq!(rational_value(&"1/(x-2)".parse().unwrap(), &a), None);
     }
