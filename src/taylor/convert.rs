@@ -388,7 +388,7 @@ impl Engine {
                     Float::with_val(precision, 0)
                 } else {
                     let minus = FunctionBuilder::new(Symbol::EXP)
-                        .add_arg(&Atom::num(rational(&-magnitude)))
+                        .add_arg(Atom::num(rational(&-magnitude)))
                         .finish();
                     minus
                         .evaluate_with_prec::<Atom, Float>(&HashMap::new(), precision)
