@@ -71,13 +71,21 @@ impl std::fmt::Display for Formula {
     }
 }
 
-/// A built-in activation's formula, written in this crate and checked by its tests.
+/// A built-in activation's formula, written in this crate and checked by its tests; parsed
+/// once per process.
 pub(crate) fn builtin(text: &'static str) -> Expr {
-    match text.parse() {
-        Ok(e) => e,
-        // Unreachable: every built-in text parses (see `tests::builtin_formulas_parse`).
-        Err(e) => panic!("built-in formula `{text}` does not parse: {e}"),
-    }
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex, PoisonError};
+    static PARSED: LazyLock<Mutex<HashMap<&'static str, Expr>>> = LazyLock::new(Mutex::default);
+    let mut parsed = PARSED.lock().unwrap_or_else(PoisonError::into_inner);
+    parsed
+        .entry(text)
+        .or_insert_with(|| match text.parse() {
+            Ok(e) => e,
+            // Unreachable: every built-in text parses (see `tests::builtin_formulas_parse`).
+            Err(e) => panic!("built-in formula `{text}` does not parse: {e}"),
+        })
+        .clone()
 }
 
 /// A scalar activation function.

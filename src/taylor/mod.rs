@@ -113,11 +113,13 @@
 //! clone of the polynomial. [`clear_cache`] frees the memory.
 //!
 //! Measured in this crate's test profile (dependencies at `opt-level = 2`, polyact itself
-//! unoptimised) on a 2-core x86-64 VM, sigmoid at 0: the first call in a process takes
-//! about 1.5 ms at degree 5 (starting Symbolica included) and 45 ms at degree 30; a cached
-//! call about 0.4 µs for [`taylor_series`], and for [`taylor_poly`] 0.7 µs at degree 5 and
-//! 2 µs at degree 30 (the copy of 31 big rationals). Expanding away from 0 costs more
-//! (sigmoid, degree 30 at 0.5: about 160 ms), as do high degrees (see [`MAX_DEGREE`]).
+//! unoptimised) on a 2-core x86-64 VM shared with other builds, sigmoid at 0: the first call
+//! in a process takes about 11 ms at degree 5 (starting Symbolica included) and 220 ms at
+//! degree 30; a cached call about 8 µs for [`taylor_series`] (the activation's formula is
+//! cloned and hashed for the lookup), and for [`taylor_poly`] 11 µs at degree 5 and 17 µs at
+//! degree 30 (the copy of 31 big rationals). Expanding away from 0 costs more (sigmoid,
+//! degree 30 at 0.5: about 1 s), as do high degrees (see [`MAX_DEGREE`]). These figures were
+//! taken on a loaded machine; re-measure before quoting them.
 //! `cargo test --test taylor -- --ignored --exact timings --nocapture` prints these figures.
 //!
 //! After a panic inside Symbolica (which polyact's checks of the formula are there to
