@@ -1,15 +1,35 @@
 //! Polynomial coefficients that remember their exact value.
 //!
 //! A [`Coefficient`] always carries an `f64` for evaluation. When the exact value is known it also
-//! carries an [`Exact`] form: a rational of any size (`-1/48`, `33/50`) or a symbolic constant
-//! written in the series engine's syntax (`log(2)`, `1/2*pi^(-1/2)`).
+//! carries an [`Exact`] form: a rational of any size (`-1/48`, `33/50`) or a closed-form
+//! constant as an [`Expr`] (`log(2)`, `1/sqrt(2*pi)`).
+//!
+//! Coefficients have the std arithmetic operators (for values and references), exact when both
+//! operands are:
+//!
+//! ```
+//! use polyact::Coefficient;
+//! let a = Coefficient::ratio(1, 2);
+//! let b = Coefficient::ratio(1, 3);
+//! assert_eq!((&a + &b).to_string(), "5/6");
+//! assert_eq!((a.clone() * b.clone()).to_string(), "1/6");
+//! assert_eq!((-a.clone()).to_string(), "-1/2");
+//! // Division by an exact zero is an error with `checked_div`, a panic with `/`.
+//! assert!(a.checked_div(&Coefficient::integer(0)).is_err());
+//! assert!(Coefficient::try_ratio(1, 0).is_err());
+//! # Ok::<(), polyact::Error>(())
+//! ```
 
 use std::fmt;
+use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use num_bigint::BigInt;
 use num_rational::BigRational;
 use num_traits::{One, Signed, ToPrimitive, Zero};
 use serde::{Deserialize, Serialize};
+
+use crate::expr::{Combine, Expr, rational_text};
+use crate::{Error, Result};
 
 /// The exact form of a coefficient.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -17,8 +37,8 @@ use serde::{Deserialize, Serialize};
 pub enum Exact {
     /// A rational number of any size.
     Rational(BigRational),
-    /// A closed-form constant, such as `log(2)`, in the series engine's syntax.
-    Symbolic(String),
+    /// A closed-form constant, such as `log(2)`: an expression without `x`.
+    Symbolic(Expr),
 }
 
 /// One polynomial coefficient: an `f64` value, and its exact form when known.
@@ -52,13 +72,34 @@ impl Coefficient {
     /// The exact rational `numer / denom`, reduced.
     ///
     /// # Panics
-    /// Panics if `denom` is zero.
+    /// Panics if `denom` is zero; [`try_ratio`](Self::try_ratio) returns an error instead.
     pub fn ratio(numer: i64, denom: i64) -> Self {
         assert!(denom != 0, "Coefficient::ratio: the denominator is zero");
         Self::rational(BigRational::new(BigInt::from(numer), BigInt::from(denom)))
     }
 
-    /// An exact rational coefficient; its `f64` value is the nearest double.
+    /// The exact rational `numer / denom`, reduced.
+    ///
+    /// # Errors
+    /// [`Error::DivisionByZero`] if `denom` is zero.
+    ///
+    /// ```
+    /// use polyact::{Coefficient, Error};
+    /// assert_eq!(Coefficient::try_ratio(2, -4)?.to_string(), "-1/2");
+    /// assert!(matches!(Coefficient::try_ratio(1, 0), Err(Error::DivisionByZero { .. })));
+    /// # Ok::<(), polyact::Error>(())
+    /// ```
+    pub fn try_ratio(numer: i64, denom: i64) -> Result<Self> {
+        if denom == 0 {
+            return Err(Error::DivisionByZero {
+                operation: "Coefficient::try_ratio",
+            });
+        }
+        Ok(Self::ratio(numer, denom))
+    }
+
+    /// An exact rational coefficient; its `f64` value is the nearest double (±∞ beyond
+    /// `f64`'s range, which [`is_finite`](Self::is_finite) reports).
     pub fn rational(r: BigRational) -> Self {
         let value = rational_to_f64(&r);
         Self {
@@ -67,10 +108,21 @@ impl Coefficient {
         }
     }
 
-    /// A closed-form constant with its numerical value, e.g. `symbolic("log(2)", LN_2)`.
-    pub fn symbolic(expr: impl Into<String>, value: f64) -> Self {
+    /// A closed-form constant with its numerical value, e.g. `symbolic("log(2)".parse()?, LN_2)`.
+    /// A closed form that is a plain number is kept as [`Exact::Rational`].
+    ///
+    /// ```
+    /// use polyact::Coefficient;
+    /// let c = Coefficient::symbolic("log(2)".parse()?, std::f64::consts::LN_2);
+    /// assert_eq!(c.to_string(), "log(2)");
+    /// # Ok::<(), polyact::Error>(())
+    /// ```
+    pub fn symbolic(expr: Expr, value: f64) -> Self {
+        if let Some(r) = expr.as_number() {
+            return Self::rational(r.clone());
+        }
         Self {
-            exact: Some(Exact::Symbolic(expr.into())),
+            exact: Some(Exact::Symbolic(expr)),
             value,
         }
     }
@@ -91,6 +143,11 @@ impl Coefficient {
         self.value
     }
 
+    /// Whether the `f64` value is finite (an exact rational beyond `f64`'s range is not).
+    pub fn is_finite(&self) -> bool {
+        self.value.is_finite()
+    }
+
     /// The exact form, if known.
     pub fn exact(&self) -> Option<&Exact> {
         self.exact.as_ref()
@@ -101,6 +158,16 @@ impl Coefficient {
         match &self.exact {
             Some(Exact::Rational(r)) => Some(r),
             _ => None,
+        }
+    }
+
+    /// The coefficient as an expression: its exact form, or for an approximate coefficient
+    /// the decimal its value prints as (`None` if that value is not finite).
+    pub fn to_expr(&self) -> Option<Expr> {
+        match &self.exact {
+            Some(Exact::Rational(r)) => Some(Expr::number(r.clone())),
+            Some(Exact::Symbolic(e)) => Some(e.clone()),
+            None => decimal_to_rational(self.value).map(Expr::number),
         }
     }
 
@@ -120,68 +187,65 @@ impl Coefficient {
         }
     }
 
-    /// The product `self · other`, exact when both are exact.
-    pub fn mul(&self, other: &Coefficient) -> Coefficient {
-        let value = self.value * other.value;
-        match (&self.exact, &other.exact) {
-            (Some(Exact::Rational(a)), Some(Exact::Rational(b))) => Self::rational(a * b),
-            (Some(a), Some(b)) => {
-                Self::symbolic(format!("({})*({})", exact_text(a), exact_text(b)), value)
-            }
-            _ => Self::approx(value),
+    /// `self / other`, exact when both are exact.
+    ///
+    /// # Errors
+    /// [`Error::DivisionByZero`] if `other` is an exact zero.
+    pub fn checked_div(&self, other: &Coefficient) -> Result<Coefficient> {
+        if other.as_rational().is_some_and(Zero::is_zero) {
+            return Err(Error::DivisionByZero {
+                operation: "Coefficient::checked_div",
+            });
         }
+        Ok(self.combine(Combine::Div, other, self.value / other.value))
     }
 
-    /// The quotient `self / other`, exact when both are exact.
+    /// `self + other`, as `&self + other` (kept for callers without `std::ops` in scope).
+    pub fn add(&self, other: &Coefficient) -> Coefficient {
+        self + other
+    }
+
+    /// `self · other`, as `&self * other` (kept for callers without `std::ops` in scope).
+    pub fn mul(&self, other: &Coefficient) -> Coefficient {
+        self * other
+    }
+
+    /// `self / other`, as `&self / other` (kept for callers without `std::ops` in scope).
     ///
     /// # Panics
-    /// Panics if `other` is an exact zero.
+    /// Panics if `other` is an exact zero; [`checked_div`](Self::checked_div) returns an error.
     pub fn div(&self, other: &Coefficient) -> Coefficient {
-        let value = self.value / other.value;
-        match (&self.exact, &other.exact) {
-            (Some(Exact::Rational(a)), Some(Exact::Rational(b))) => {
-                assert!(!b.is_zero(), "Coefficient::div: division by an exact zero");
-                Self::rational(a / b)
-            }
-            (Some(a), Some(b)) => {
-                Self::symbolic(format!("({})/({})", exact_text(a), exact_text(b)), value)
-            }
-            _ => Self::approx(value),
-        }
+        self / other
     }
 
-    /// The sum `self + other`, exact when both are exact.
-    pub fn add(&self, other: &Coefficient) -> Coefficient {
-        let value = self.value + other.value;
-        match (&self.exact, &other.exact) {
-            (Some(Exact::Rational(a)), Some(Exact::Rational(b))) => Self::rational(a + b),
-            (Some(a), Some(b)) => {
-                Self::symbolic(format!("{}+{}", exact_text(a), exact_text(b)), value)
-            }
-            _ => Self::approx(value),
-        }
-    }
-
-    /// The negation `-self`, exact when `self` is.
+    /// `-self`, as `-&self` (kept for callers without `std::ops` in scope).
     pub fn neg(&self) -> Coefficient {
-        match &self.exact {
-            Some(Exact::Rational(r)) => Self::rational(-r),
-            Some(Exact::Symbolic(s)) => {
-                let negated = match s.strip_prefix('-') {
-                    Some(rest) if !has_top_level_sign(rest) => rest.to_string(),
-                    _ if has_top_level_sign(s) => format!("-({s})"),
-                    _ => format!("-{s}"),
-                };
-                Self::symbolic(negated, -self.value)
-            }
-            None => Self::approx(-self.value),
+        -self
+    }
+
+    /// The exact result of `op` when both forms are known; a closed form when either is one
+    /// (an approximate value if the closed form would exceed the expression limits).
+    fn combine(&self, op: Combine, other: &Coefficient, value: f64) -> Coefficient {
+        match (&self.exact, &other.exact) {
+            (Some(Exact::Rational(a)), Some(Exact::Rational(b))) => Self::rational(match op {
+                Combine::Add => a + b,
+                Combine::Mul => a * b,
+                Combine::Div => a / b,
+                Combine::Neg => -a,
+            }),
+            (Some(_), Some(_)) => match (self.to_expr(), other.to_expr()) {
+                (Some(a), Some(b)) => Expr::combine(op, a, Some(b))
+                    .map_or_else(|| Self::approx(value), |e| Self::symbolic(e, value)),
+                _ => Self::approx(value),
+            },
+            _ => Self::approx(value),
         }
     }
 
     /// Formats `|self|` (used by polynomial printing, which writes the sign itself).
     pub(crate) fn fmt_abs(&self) -> String {
         if self.is_negative() {
-            self.neg().to_string()
+            (-self).to_string()
         } else {
             self.to_string()
         }
@@ -190,6 +254,107 @@ impl Coefficient {
     /// Whether `fmt_abs` is the literal 1 (so `1·x` can print as `x`).
     pub(crate) fn is_unit_magnitude(&self) -> bool {
         matches!(&self.exact, Some(Exact::Rational(r)) if r.abs().is_one())
+    }
+}
+
+impl Neg for &Coefficient {
+    type Output = Coefficient;
+    /// `-self`, exact when `self` is.
+    fn neg(self) -> Coefficient {
+        match &self.exact {
+            Some(Exact::Rational(r)) => Coefficient::rational(-r),
+            Some(Exact::Symbolic(e)) => Expr::combine(Combine::Neg, e.clone(), None).map_or_else(
+                || Coefficient::approx(-self.value),
+                |e| Coefficient::symbolic(e, -self.value),
+            ),
+            None => Coefficient::approx(-self.value),
+        }
+    }
+}
+
+impl Neg for Coefficient {
+    type Output = Coefficient;
+    fn neg(self) -> Coefficient {
+        -&self
+    }
+}
+
+impl Add<&Coefficient> for &Coefficient {
+    type Output = Coefficient;
+    /// `self + other`, exact when both are.
+    fn add(self, other: &Coefficient) -> Coefficient {
+        self.combine(Combine::Add, other, self.value + other.value)
+    }
+}
+
+impl Sub<&Coefficient> for &Coefficient {
+    type Output = Coefficient;
+    /// `self - other`, exact when both are.
+    fn sub(self, other: &Coefficient) -> Coefficient {
+        self + &(-other)
+    }
+}
+
+impl Mul<&Coefficient> for &Coefficient {
+    type Output = Coefficient;
+    /// `self · other`, exact when both are.
+    fn mul(self, other: &Coefficient) -> Coefficient {
+        self.combine(Combine::Mul, other, self.value * other.value)
+    }
+}
+
+impl Div<&Coefficient> for &Coefficient {
+    type Output = Coefficient;
+    /// `self / other`, exact when both are.
+    ///
+    /// # Panics
+    /// Panics if `other` is an exact zero; [`Coefficient::checked_div`] returns an error.
+    fn div(self, other: &Coefficient) -> Coefficient {
+        match self.checked_div(other) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// The owned and mixed forms of each operator, delegating to `&a op &b`.
+macro_rules! forward_binary {
+    ($($trait:ident $method:ident),*) => {$(
+        impl $trait<Coefficient> for Coefficient {
+            type Output = Coefficient;
+            fn $method(self, other: Coefficient) -> Coefficient {
+                (&self).$method(&other)
+            }
+        }
+        impl $trait<&Coefficient> for Coefficient {
+            type Output = Coefficient;
+            fn $method(self, other: &Coefficient) -> Coefficient {
+                (&self).$method(other)
+            }
+        }
+        impl $trait<Coefficient> for &Coefficient {
+            type Output = Coefficient;
+            fn $method(self, other: Coefficient) -> Coefficient {
+                self.$method(&other)
+            }
+        }
+    )*};
+}
+
+forward_binary!(Add add, Sub sub, Mul mul, Div div);
+
+impl Zero for Coefficient {
+    fn zero() -> Self {
+        Coefficient::zero()
+    }
+    fn is_zero(&self) -> bool {
+        Coefficient::is_zero(self)
+    }
+}
+
+impl One for Coefficient {
+    fn one() -> Self {
+        Coefficient::integer(1)
     }
 }
 
@@ -206,11 +371,12 @@ impl From<BigRational> for Coefficient {
 }
 
 impl fmt::Display for Coefficient {
-    /// Exact rationals print as `p/q` (or `p`), symbolic constants as written, and
+    /// Exact rationals print as `p/q` (or `p`), closed forms as their [`Expr`], and
     /// approximate coefficients as the shortest decimal that round-trips.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.exact {
-            Some(exact) => f.write_str(&exact_text(exact)),
+            Some(Exact::Rational(r)) => crate::expr::write_rational(f, r),
+            Some(Exact::Symbolic(e)) => write!(f, "{e}"),
             None => write!(f, "{}", self.value),
         }
     }
@@ -240,14 +406,6 @@ pub(crate) fn has_top_level_sign(text: &str) -> bool {
         }
     }
     false
-}
-
-fn exact_text(exact: &Exact) -> String {
-    match exact {
-        Exact::Rational(r) if r.is_integer() => r.numer().to_string(),
-        Exact::Rational(r) => format!("{}/{}", r.numer(), r.denom()),
-        Exact::Symbolic(s) => s.clone(),
-    }
 }
 
 /// The nearest `f64` to a rational of any size.
@@ -293,8 +451,8 @@ struct CoefficientRepr {
 impl From<Coefficient> for CoefficientRepr {
     fn from(c: Coefficient) -> Self {
         let (rational, symbolic) = match &c.exact {
-            Some(e @ Exact::Rational(_)) => (Some(exact_text(e)), None),
-            Some(Exact::Symbolic(s)) => (None, Some(s.clone())),
+            Some(Exact::Rational(r)) => (Some(rational_text(r)), None),
+            Some(Exact::Symbolic(e)) => (None, Some(e.to_string())),
             None => (None, None),
         };
         Self {
@@ -316,7 +474,15 @@ impl TryFrom<CoefficientRepr> for Coefficient {
                     .map_err(|e| format!("bad rational coefficient `{text}`: {e}"))?;
                 Ok(Coefficient::rational(r))
             }
-            (None, Some(s)) => Ok(Coefficient::symbolic(s, repr.value)),
+            (None, Some(text)) => {
+                let e: Expr = text
+                    .parse()
+                    .map_err(|e| format!("bad symbolic coefficient: {e}"))?;
+                if e.contains_x() {
+                    return Err(format!("a symbolic coefficient cannot contain x: `{text}`"));
+                }
+                Ok(Coefficient::symbolic(e, repr.value))
+            }
             (None, None) => Ok(Coefficient::approx(repr.value)),
             (Some(_), Some(_)) => {
                 Err("a coefficient is either rational or symbolic, not both".into())

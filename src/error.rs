@@ -84,6 +84,19 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// An expression, or a derivation, would exceed polyact's size or time budget (tree depth
+    /// or nodes, an exponent tower, a number of too many digits, the derivation time limit).
+    #[error("too complex: {reason}")]
+    TooComplex {
+        /// Which limit, and how to stay within it.
+        reason: String,
+    },
+    /// An exact division by zero.
+    #[error("{operation}: division by an exact zero")]
+    DivisionByZero {
+        /// The operation that divided.
+        operation: &'static str,
+    },
 }
 
 /// `Result` with polyact's [`Error`] as the default error type.

@@ -69,6 +69,7 @@
 mod activation;
 mod coefficient;
 mod error;
+pub mod expr;
 pub mod fit;
 mod interval;
 #[cfg(feature = "candle")]

@@ -86,7 +86,11 @@ impl Activation<f64> for ShiftedSigmoid {
         Activation::<f64>::derivative(&Sigmoid, x - self.0)
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic(format!("1/(1+exp(-(x-({}))))", self.0))
+        Formula::Analytic(
+            format!("1/(1+exp(-(x-({}))))", self.0)
+                .parse()
+                .expect("the formula parses"),
+        )
     }
 }
 
@@ -104,7 +108,7 @@ impl Activation<f64> for NanAboveOne {
         1.0
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic("x".into())
+        Formula::Analytic("x".parse().expect("the formula parses"))
     }
 }
 

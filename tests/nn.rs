@@ -136,7 +136,7 @@ impl<T: Real> Activation<T> for Bump {
         (T::one() - x * x) / (d * d)
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic("x/(1+x^2)".into())
+        Formula::Analytic("x/(1+x^2)".parse().expect("the formula parses"))
     }
 }
 

@@ -72,7 +72,10 @@ fn the_studys_softplus_with_the_correct_sign() {
     let p = taylor_poly(Softplus, 4).unwrap();
     assert_eq!(p.to_string(), "log(2) + 1/2·x + 1/8·x^2 - 1/192·x^4");
     let c = p.coefficients();
-    assert_eq!(c[0].exact(), Some(&Exact::Symbolic("log(2)".into())));
+    assert_eq!(
+        c[0].exact(),
+        Some(&Exact::Symbolic("log(2)".parse().unwrap()))
+    );
     assert_relative_eq!(
         c[0].to_f64(),
         std::f64::consts::LN_2,
@@ -392,11 +395,11 @@ fn malformed_formulas_are_parse_errors() {
 fn undefined_or_complex_formulas_are_errors_not_panics() {
     assert!(matches!(
         taylor_poly_formula("1/0", 2, 0.0),
-        Err(Error::NotAnalytic { .. })
+        Err(Error::Parse { .. })
     ));
     assert!(matches!(
         taylor_poly_formula("x/(x-x)", 2, 0.0),
-        Err(Error::NotAnalytic { .. })
+        Err(Error::DivisionByZero { .. })
     ));
     assert!(matches!(
         taylor_poly_formula("log(x)", 2, -1.0),
@@ -435,7 +438,7 @@ fn absurd_degrees_and_points_are_refused() {
 fn the_series_remembers_how_it_was_made() {
     let s = taylor_series_formula("2*tanh(x/2)", 3, -0.5).unwrap();
     assert_eq!(s.function(), "2*tanh(x/2)");
-    assert_eq!(s.formula(), "2*((exp(2*(x/2))-1)/(exp(2*(x/2))+1))");
+    assert_eq!(s.formula().to_string(), "2*(exp(2*x/2)-1)/(exp(2*x/2)+1)");
     assert_eq!(s.degree(), 3);
     assert_abs_diff_eq!(s.point(), -0.5, epsilon = 1e-300);
     assert_eq!(s.about_point().len(), 4);

@@ -28,30 +28,64 @@ pub use simple::{Identity, Square};
 pub use smooth::{Gelu, Mish, Sigmoid, Silu, Softplus, Tanh};
 
 use crate::Real;
+use crate::expr::Expr;
 
-/// The symbolic definition of an activation, in the syntax of the series engine
-/// (`x` is the variable; `exp`, `log`, `sqrt`, `erf`, `+ - * / ^` are understood).
+/// The symbolic definition of an activation: [`Expr`]essions in `x`, which the series engine
+/// expands.
 ///
 /// ```
 /// use polyact::{Activation, Formula, Relu, Sigmoid};
-/// assert_eq!(Activation::<f64>::formula(&Sigmoid), Formula::Analytic("1/(1+exp(-x))".into()));
+/// assert_eq!(Activation::<f64>::formula(&Sigmoid), Formula::Analytic("1/(1+exp(-x))".parse()?));
 /// assert!(matches!(Activation::<f64>::formula(&Relu), Formula::Piecewise { .. }));
+/// // A formula of your own:
+/// let own = Formula::Analytic("x/(1+x^2)".parse()?);
+/// assert_eq!(own.to_string(), "x/(1+x^2)");
+/// # Ok::<(), polyact::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Formula {
     /// One expression in `x`, analytic on the whole real line.
-    Analytic(String),
+    Analytic(Expr),
     /// Two analytic pieces meeting at `at`, where the function is not analytic:
     /// `below` holds for `x < at`, `above` for `x > at`.
     Piecewise {
         /// Where the pieces meet.
         at: f64,
         /// The expression for `x < at`.
-        below: String,
+        below: Expr,
         /// The expression for `x > at`.
-        above: String,
+        above: Expr,
     },
+}
+
+impl std::fmt::Display for Formula {
+    /// The expression, or `below if x < at, above if x > at` for a piecewise formula.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Formula::Analytic(e) => write!(f, "{e}"),
+            Formula::Piecewise { at, below, above } => {
+                write!(f, "{below} if x < {at}, {above} if x > {at}")
+            }
+        }
+    }
+}
+
+/// A built-in activation's formula, written in this crate and checked by its tests; parsed
+/// once per process.
+pub(crate) fn builtin(text: &'static str) -> Expr {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex, PoisonError};
+    static PARSED: LazyLock<Mutex<HashMap<&'static str, Expr>>> = LazyLock::new(Mutex::default);
+    let mut parsed = PARSED.lock().unwrap_or_else(PoisonError::into_inner);
+    parsed
+        .entry(text)
+        .or_insert_with(|| match text.parse() {
+            Ok(e) => e,
+            // Unreachable: every built-in text parses (see `tests::builtin_formulas_parse`).
+            Err(e) => panic!("built-in formula `{text}` does not parse: {e}"),
+        })
+        .clone()
 }
 
 /// A scalar activation function.
@@ -175,5 +209,47 @@ impl<T: Real, A: Activation<T> + ?Sized> Activation<T> for Box<A> {
     }
     fn derivative_slice(&self, xs: &[T], out: &mut [T]) {
         (**self).derivative_slice(xs, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Elu, Gelu, Identity, LeakyRelu, Mish, Relu, Sigmoid, Silu, Softplus, Softsign};
+    use crate::{Square, Tanh};
+
+    #[test]
+    fn builtin_formulas_parse() {
+        let all: Vec<Box<dyn Activation<f64>>> = vec![
+            Box::new(Sigmoid),
+            Box::new(Tanh),
+            Box::new(Softplus),
+            Box::new(Gelu),
+            Box::new(Silu),
+            Box::new(Mish),
+            Box::new(Softsign),
+            Box::new(Relu),
+            Box::new(LeakyRelu::new(0.01).unwrap()),
+            Box::new(Elu::new(1.5).unwrap()),
+            Box::new(Identity),
+            Box::new(Square),
+        ];
+        for act in &all {
+            let text = act.formula().to_string();
+            assert!(!text.is_empty(), "{}", act.name());
+        }
+        assert_eq!(
+            LeakyRelu::new(0.01).unwrap().formula_text(),
+            "1/100*x if x < 0, x if x > 0"
+        );
+    }
+
+    trait FormulaText {
+        fn formula_text(&self) -> String;
+    }
+    impl<A: Activation<f64>> FormulaText for A {
+        fn formula_text(&self) -> String {
+            self.formula().to_string()
+        }
     }
 }

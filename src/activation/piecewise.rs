@@ -1,14 +1,17 @@
 //! Activations with a kink at 0: they have no Taylor series there.
 
-use super::{Activation, Formula};
+use super::{Activation, Formula, builtin};
 use crate::coefficient::decimal_to_rational;
+use crate::expr::Expr;
 use crate::{Error, Real, Result};
 
-/// The exact text of a user parameter for formulas: `0.01` becomes `1/100`.
-fn parameter_text(value: f64) -> String {
-    decimal_to_rational(value)
-        .map(|r| format!("({r})"))
-        .unwrap_or_else(|| value.to_string())
+/// `value · u` with the parameter read exactly (`0.01` is `1/100`); `value` is finite, as
+/// every constructor checks.
+fn times_parameter(value: f64, u: &'static str) -> Expr {
+    let factor = decimal_to_rational(value).map_or_else(|| Expr::integer(0), Expr::number);
+    factor
+        .checked_mul(builtin(u))
+        .unwrap_or_else(|_| builtin(u))
 }
 
 /// Validates a slope-like parameter: finite and non-negative.
@@ -62,8 +65,8 @@ impl<T: Real> Activation<T> for Relu {
     fn formula(&self) -> Formula {
         Formula::Piecewise {
             at: 0.0,
-            below: "0".into(),
-            above: "x".into(),
+            below: builtin("0"),
+            above: builtin("x"),
         }
     }
 }
@@ -122,8 +125,8 @@ impl<T: Real> Activation<T> for LeakyRelu {
     fn formula(&self) -> Formula {
         Formula::Piecewise {
             at: 0.0,
-            below: format!("{}*x", parameter_text(self.alpha)),
-            above: "x".into(),
+            below: times_parameter(self.alpha, "x"),
+            above: builtin("x"),
         }
     }
 }
@@ -186,8 +189,8 @@ impl<T: Real> Activation<T> for Elu {
     fn formula(&self) -> Formula {
         Formula::Piecewise {
             at: 0.0,
-            below: format!("{}*(exp(x)-1)", parameter_text(self.alpha)),
-            above: "x".into(),
+            below: times_parameter(self.alpha, "exp(x)-1"),
+            above: builtin("x"),
         }
     }
 }
@@ -220,8 +223,8 @@ impl<T: Real> Activation<T> for Softsign {
     fn formula(&self) -> Formula {
         Formula::Piecewise {
             at: 0.0,
-            below: "x/(1-x)".into(),
-            above: "x/(1+x)".into(),
+            below: builtin("x/(1-x)"),
+            above: builtin("x/(1+x)"),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The polynomial activations `x` and `x²`.
 
-use super::{Activation, Formula};
+use super::{Activation, Formula, builtin};
 use crate::Real;
 
 /// The identity, `x` (a linear layer with no activation).
@@ -23,7 +23,7 @@ impl<T: Real> Activation<T> for Identity {
         if x.is_nan() { x } else { T::one() }
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic("x".into())
+        Formula::Analytic(builtin("x"))
     }
 }
 
@@ -48,6 +48,6 @@ impl<T: Real> Activation<T> for Square {
         x + x
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic("x^2".into())
+        Formula::Analytic(builtin("x^2"))
     }
 }

@@ -1,6 +1,6 @@
 //! Activations that are analytic on the whole real line.
 
-use super::{Activation, Formula};
+use super::{Activation, Formula, builtin};
 use crate::Real;
 
 /// The limit of a function at ±∞, used to avoid `∞ · 0` in products such as `x · σ(x)`.
@@ -69,7 +69,7 @@ impl<T: Real> Activation<T> for Sigmoid {
         t / ((T::one() + t) * (T::one() + t))
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic("1/(1+exp(-x))".into())
+        Formula::Analytic(builtin("1/(1+exp(-x))"))
     }
 }
 
@@ -106,7 +106,7 @@ impl<T: Real> Activation<T> for Tanh {
         T::of(4.0) * t / ((T::one() + t) * (T::one() + t))
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic("(exp(2*x)-1)/(exp(2*x)+1)".into())
+        Formula::Analytic(builtin("(exp(2*x)-1)/(exp(2*x)+1)"))
     }
 }
 
@@ -134,7 +134,7 @@ impl<T: Real> Activation<T> for Softplus {
         sigmoid(x)
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic("log(1+exp(x))".into())
+        Formula::Analytic(builtin("log(1+exp(x))"))
     }
 }
 
@@ -163,7 +163,7 @@ impl<T: Real> Activation<T> for Gelu {
         })
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic("x/2*(1+erf(x/sqrt(2)))".into())
+        Formula::Analytic(builtin("x/2*(1+erf(x/sqrt(2)))"))
     }
 }
 
@@ -191,7 +191,7 @@ impl<T: Real> Activation<T> for Silu {
         })
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic("x/(1+exp(-x))".into())
+        Formula::Analytic(builtin("x/(1+exp(-x))"))
     }
 }
 
@@ -221,6 +221,6 @@ impl<T: Real> Activation<T> for Mish {
         })
     }
     fn formula(&self) -> Formula {
-        Formula::Analytic("x*((1+exp(x))^2-1)/((1+exp(x))^2+1)".into())
+        Formula::Analytic(builtin("x*((1+exp(x))^2-1)/((1+exp(x))^2+1)"))
     }
 }

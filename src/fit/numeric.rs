@@ -141,9 +141,9 @@ pub(crate) fn chebyshev_to_monomial(c: &[f64], span: Interval) -> Result<Polynom
     }
     let in_t = Polynomial::new(in_t.into_iter().map(Coefficient::rational).collect());
     let (lo, hi) = (exact(span.lo()), exact(span.hi()));
-    let width = hi.add(&lo.neg());
-    let alpha = Coefficient::integer(2).div(&width);
-    let beta = lo.add(&hi).neg().div(&width);
+    let width = &hi - &lo;
+    let alpha = Coefficient::integer(2).checked_div(&width)?;
+    let beta = (-(&lo + &hi)).checked_div(&width)?;
     let in_x = in_t.compose_affine(&alpha, &beta)?;
     Ok(Polynomial::from_f64(&in_x.coefficients_f64()))
 }

@@ -175,7 +175,7 @@ impl TensorActivation for Polynomial {
 ///         let d = T::one() + x * x;
 ///         (T::one() - x * x) / (d * d)
 ///     }
-///     fn formula(&self) -> Formula { Formula::Analytic("x/(1+x^2)".into()) }
+///     fn formula(&self) -> Formula { Formula::Analytic("x/(1+x^2)".parse().expect("parses")) }
 /// }
 ///
 /// let layer = Act::new(Elementwise::new(Bump));

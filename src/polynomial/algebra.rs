@@ -46,15 +46,15 @@ impl Polynomial {
         for c in self.coefficients.iter().rev() {
             let mut next = Vec::with_capacity(q.len() + 1);
             for j in 0..=q.len() {
-                let from_beta = q.get(j).map(|qj| qj.mul(beta));
-                let from_alpha = j.checked_sub(1).map(|i| q[i].mul(alpha));
+                let from_beta = q.get(j).map(|qj| qj * beta);
+                let from_alpha = j.checked_sub(1).map(|i| &q[i] * alpha);
                 next.push(match (from_beta, from_alpha) {
-                    (Some(x), Some(y)) => x.add(&y),
+                    (Some(x), Some(y)) => x + y,
                     (Some(x), None) | (None, Some(x)) => x,
                     (None, None) => Coefficient::zero(),
                 });
             }
-            next[0] = next[0].add(c);
+            next[0] = &next[0] + c;
             q = next;
         }
         if let Some(c) = q.iter().find(|c| !c.to_f64().is_finite()) {
@@ -127,7 +127,7 @@ impl Polynomial {
 impl Add for &Polynomial {
     type Output = Polynomial;
     fn add(self, other: &Polynomial) -> Polynomial {
-        self.zip_with(other, |a, b| a.add(b))
+        self.zip_with(other, |a, b| a + b)
     }
 }
 
@@ -135,7 +135,7 @@ impl Add for &Polynomial {
 impl Sub for &Polynomial {
     type Output = Polynomial;
     fn sub(self, other: &Polynomial) -> Polynomial {
-        self.zip_with(other, |a, b| a.add(&b.neg()))
+        self.zip_with(other, |a, b| a - b)
     }
 }
 
@@ -145,7 +145,7 @@ impl Neg for &Polynomial {
     fn neg(self) -> Polynomial {
         Polynomial {
             domain: self.domain,
-            ..Polynomial::new(self.coefficients.iter().map(Coefficient::neg).collect())
+            ..Polynomial::new(self.coefficients.iter().map(|c| -c).collect())
         }
     }
 }
@@ -156,7 +156,7 @@ impl Mul<&Coefficient> for &Polynomial {
     fn mul(self, s: &Coefficient) -> Polynomial {
         Polynomial {
             domain: self.domain,
-            ..Polynomial::new(self.coefficients.iter().map(|c| c.mul(s)).collect())
+            ..Polynomial::new(self.coefficients.iter().map(|c| c * s).collect())
         }
     }
 }

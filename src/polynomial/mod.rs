@@ -191,7 +191,7 @@ impl Polynomial {
     /// (Its value at a point, `p′(x)`, is [`Activation::derivative`].)
     pub fn differentiate(&self) -> Polynomial {
         let coefficients = kernel::differentiate(&self.coefficients, |c, k| {
-            c.mul(&Coefficient::integer(k as i64))
+            c * &Coefficient::integer(k as i64)
         })
         .collect();
         Polynomial {
@@ -248,7 +248,7 @@ impl Polynomial {
             domain,
         } = self;
         if let Some(c) = coefficients.get_mut(power) {
-            *c = c.mul(factor);
+            *c = &*c * factor;
         }
         Polynomial {
             domain,
@@ -302,7 +302,8 @@ impl Polynomial {
                 requirement: "it must be finite and non-zero, with a reciprocal that fits in f64",
             });
         }
-        self.compose_affine(&Coefficient::integer(1).div(s), &Coefficient::zero())
+        let alpha = Coefficient::integer(1).checked_div(s)?;
+        self.compose_affine(&alpha, &Coefficient::zero())
     }
 
     /// The cost of evaluating this polynomial under homomorphic encryption.
@@ -335,24 +336,14 @@ impl Polynomial {
         }
     }
 
-    /// The polynomial as a formula in `x` for the series engine, exact coefficients kept.
-    fn to_formula(&self) -> String {
-        let terms: Vec<String> = self
-            .coefficients
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| !c.is_zero())
-            .map(|(k, c)| match k {
-                0 => format!("({c})"),
-                1 => format!("({c})*x"),
-                _ => format!("({c})*x^{k}"),
-            })
-            .collect();
-        if terms.is_empty() {
-            "0".into()
-        } else {
-            terms.join("+")
-        }
+    /// The polynomial as an expression in `x`, exact coefficients kept (approximate ones as
+    /// the decimal they print as).
+    fn to_formula(&self) -> crate::expr::Expr {
+        crate::expr::Expr::polynomial(self.coefficients.iter().enumerate().filter_map(|(k, c)| {
+            (!c.is_zero())
+                .then(|| c.to_expr().map(|e| (k, e)))
+                .flatten()
+        }))
     }
 }
 

@@ -22,8 +22,8 @@
 //! [`Exact::Rational`](crate::Exact): sigmoid's coefficient of `x^31` has a 36-digit
 //! denominator, beyond `i64`, and mish's of `x^30` a 48-digit one, beyond `i128`.
 //! Constants that are not rational are kept in closed form as
-//! [`Exact::Symbolic`](crate::Exact) text that Symbolica reads back, next to their value:
-//! softplus starts with `log(2)`, GELU's even coefficients are rationals times
+//! [`Exact::Symbolic`](crate::Exact), an [`Expr`](crate::expr::Expr) without `x`, next to
+//! their value: softplus starts with `log(2)`, GELU's even coefficients are rationals times
 //! `1/sqrt(2*pi)`. Every coefficient also carries its nearest `f64`, which evaluation uses.
 //!
 //! Away from 0 the polynomial is returned in ascending powers of `x`, expanded exactly from the
@@ -42,7 +42,8 @@
 //! is −1/8), which is what this module returns and its tests check.
 //!
 //! # Formulas
-//! A formula is an expression in `x` with numbers, `+ - * / ^` (or `**`), parentheses, the
+//! A formula is an [`Expr`](crate::expr::Expr), given as text to [`taylor_poly_formula`] or
+//! by an activation's [`Formula`]: numbers, `x`, `+ - * / ^` (or `**`), parentheses, the
 //! constants `pi` and `e`, and the functions `exp`, `log` (`ln`), `sqrt`, `erf`, `erfc`,
 //! `sin`, `cos`, `tan`, `sinh`, `cosh`, `tanh`, `sigmoid` and `softplus`. The hyperbolic and
 //! activation functions are rewritten into `exp` forms before expansion: written that way,
@@ -50,41 +51,58 @@
 //! `x*tanh(log(1+exp(x)))` was once measured at 11.7 s in Symbolica, and Symbolica 3.0's own
 //! `tanh` expands it quickly but leaves coefficients such as `tanh(log(2))` and
 //! `sech(log(2))^2`; as `x*((1+exp(x))^2-1)/((1+exp(x))^2+1)` it takes 3 ms and gives
-//! rationals (3/5, 8/25, …). This module rewrites the first spelling into the
-//! second). Anything else (unknown names, `abs`, unbalanced parentheses) is an
-//! [`Error::Parse`], raised before Symbolica sees the text.
+//! rationals (3/5, 8/25, …). Anything else (unknown names, `abs`, unbalanced parentheses,
+//! trees beyond the [expression limits](crate::expr#limits)) is an [`Error::Parse`], raised
+//! before Symbolica sees the formula.
 //!
 //! A function with a pole, root or logarithm at the point (`1/x`, `sqrt(x)`, `log(x)` at 0),
 //! or a [`Formula::Piecewise`] activation such as [`Relu`](crate::Relu) at its kink, gives
 //! [`Error::NotAnalytic`], which names the point and suggests softplus or an interval fit
-//! ([`fit`](crate::fit)). A piecewise activation expanded away from its kink uses the piece
-//! that holds there; that series converges only up to the kink.
+//! ([`fit`](crate::fit)). So does a square root, fractional power or logarithm of anything
+//! that vanishes at the point: `sqrt(x^2)` is `|x|`, not `x`, at 0 (this also refuses
+//! `sqrt(x^4)`, which happens to be analytic). A piecewise activation expanded away from its
+//! kink uses the piece that holds there; that series converges only up to the kink.
+//!
+//! # Budgets
+//! Nothing a caller passes may hang or exhaust the process: towers of powers (`9^9^9`), powers
+//! of `x` beyond `x^1000000` and numbers of more than about a million bits are refused at once
+//! with [`Error::TooComplex`]; a derivation that runs longer than [`time_limit`] (60 s unless
+//! [set](set_time_limit)) returns [`Error::TooComplex`], and waiting for Symbolica is bounded
+//! by [`wait_limit`] (120 s unless [set](set_wait_limit)). Far from 0, `exp` of the point is
+//! kept as one symbol during the expansion, so sigmoid at −300 or tanh at 150 are as quick as
+//! near 0, and sigmoid at −1e20 has coefficients that round to 0.
 //!
 //! Degrees up to [`MAX_DEGREE`] are accepted. Coefficients of a Taylor polynomial shrink
 //! geometrically (sigmoid's by about π per degree), and far from the point the polynomial
 //! diverges: for an approximation on an interval, fit one instead.
 //!
 //! # Symbolica, contained
-//! Symbolica is used under its free licence unless `SYMBOLICA_LICENSE` holds a key: for
-//! non-commercial use only, and one Symbolica thread per user at a time (a second one makes it
-//! abort the process). Hobbyists and students get free keys, others trials or licences, at
-//! <https://symbolica.io/license/>. This module keeps Symbolica inside those limits:
+//! Symbolica is used under its free licence unless `SYMBOLICA_LICENSE` holds a key that
+//! Symbolica accepts: for non-commercial use only, and one Symbolica thread per user at a time
+//! (a second one makes it abort the process). Hobbyists and students get free keys, others
+//! trials or licences, at <https://symbolica.io/license/>. This module keeps Symbolica inside
+//! those limits:
 //!
 //! * Each derivation runs on a fresh short-lived thread, which releases Symbolica's per-user
-//!   permit when it ends. Threads of one process queue on a mutex, polyact processes of one
-//!   user on a file lock beside Symbolica's (in `SYMBOLICA_LOCK_DIR`, or Symbolica's per-user
-//!   runtime or cache directory), so none aborts. If another program of the user holds
-//!   Symbolica, a derivation waits up to 10 s and then fails with [`Error::Symbolic`]; a
+//!   permit when it ends. Threads of one process take turns, polyact processes of one user
+//!   take turns on a file lock beside Symbolica's (in `SYMBOLICA_LOCK_DIR`, or Symbolica's
+//!   per-user runtime or cache directory), so none aborts. Each wait ends after
+//!   [`wait_limit`] with an [`Error::Symbolic`] that names the holder. Unless Symbolica accepts
+//!   the licence key (a key it rejects counts as none), a derivation also waits up to 10 s for
+//!   another program of the user that holds Symbolica, then fails with [`Error::Symbolic`]; a
 //!   program that takes Symbolica in the instant between that check and the derivation can
 //!   still make Symbolica abort, which polyact cannot prevent.
 //! * On first use Symbolica would shrink rayon's global thread pool to one thread. polyact
 //!   first builds the global pool with rayon's defaults (`RAYON_NUM_THREADS`, else all CPUs),
 //!   unless the host has built its own: configure yours before the first derivation.
-//! * Symbolica's banner would go to stdout, and its log messages to a global `tracing`
-//!   subscriber it would install on stdout. polyact sets `SYMBOLICA_HIDE_BANNER` (once, before
-//!   Symbolica starts), keeps Symbolica from installing a subscriber, and prints a one-time
-//!   notice of Symbolica's terms to stderr instead, unless `SYMBOLICA_HIDE_BANNER` or
-//!   `SYMBOLICA_LICENSE` was already set.
+//! * Symbolica prints a banner to stdout when it starts, and would install a global `tracing`
+//!   subscriber on stdout. polyact keeps the subscriber off and, on Unix, starts Symbolica with
+//!   stdout pointed at `/dev/null` for that instant (holding Rust's stdout lock, so other
+//!   threads' `print!` output waits rather than being lost; bytes written to descriptor 1
+//!   directly in that instant are lost). It prints a one-time notice of Symbolica's terms to
+//!   stderr instead. To silence both, set `SYMBOLICA_HIDE_BANNER=1` in the environment before
+//!   the program starts (polyact never changes the environment itself); a licensed Symbolica
+//!   prints no banner and polyact no notice.
 //! * A panic inside Symbolica comes back as [`Error::Symbolic`].
 //!
 //! # Memoisation
@@ -95,19 +113,25 @@
 //! clone of the polynomial. [`clear_cache`] frees the memory.
 //!
 //! Measured in this crate's test profile (dependencies at `opt-level = 2`, polyact itself
-//! unoptimised) on a 2-core x86-64 VM, sigmoid at 0: the first call in a process takes
-//! about 1.5 ms at degree 5 (starting Symbolica included) and 45 ms at degree 30; a cached
-//! call about 0.4 µs for [`taylor_series`], and for [`taylor_poly`] 0.7 µs at degree 5 and
-//! 2 µs at degree 30 (the copy of 31 big rationals). Expanding away from 0 costs more
-//! (sigmoid, degree 30 at 0.5: about 160 ms), as do high degrees (see [`MAX_DEGREE`]).
+//! unoptimised) on a 2-core x86-64 VM shared with other builds, sigmoid at 0: the first call
+//! in a process takes about 11 ms at degree 5 (starting Symbolica included) and 220 ms at
+//! degree 30; a cached call about 8 µs for [`taylor_series`] (the activation's formula is
+//! cloned and hashed for the lookup), and for [`taylor_poly`] 11 µs at degree 5 and 17 µs at
+//! degree 30 (the copy of 31 big rationals). Expanding away from 0 costs more (sigmoid,
+//! degree 30 at 0.5: about 1 s), as do high degrees (see [`MAX_DEGREE`]). These figures were
+//! taken on a loaded machine; re-measure before quoting them.
 //! `cargo test --test taylor -- --ignored --exact timings --nocapture` prints these figures.
 //!
 //! After a panic inside Symbolica (which polyact's checks of the formula are there to
 //! prevent), Symbolica's global state may stay poisoned, and later derivations in the same
 //! process then fail with [`Error::Symbolic`] rather than abort.
 
-mod engine;
+mod contain;
+mod convert;
+mod derive;
 mod formula;
+
+pub use contain::{set_time_limit, set_wait_limit, time_limit, wait_limit};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -119,6 +143,7 @@ use num_traits::{One, Signed, Zero};
 
 use crate::activation::{Activation, Formula};
 use crate::coefficient::decimal_to_rational;
+use crate::expr::Expr;
 use crate::{Coefficient, Error, Polynomial, Result};
 
 /// The highest degree accepted. Expansion time grows quickly with the degree (sigmoid:
@@ -150,7 +175,7 @@ pub const MAX_DEGREE: usize = 100;
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaylorSeries {
     function: String,
-    formula: String,
+    formula: Expr,
     point: f64,
     point_exact: BigRational,
     degree: usize,
@@ -177,10 +202,10 @@ impl TaylorSeries {
     ///
     /// ```
     /// let s = polyact::taylor_series_formula("tanh(0.5*x)", 3, 0.0)?;
-    /// assert_eq!(s.formula(), "(exp(2*(1/2*x))-1)/(exp(2*(1/2*x))+1)");
+    /// assert_eq!(s.formula().to_string(), "(exp(x)-1)/(exp(x)+1)");
     /// # Ok::<(), polyact::Error>(())
     /// ```
-    pub fn formula(&self) -> &str {
+    pub fn formula(&self) -> &Expr {
         &self.formula
     }
 
@@ -214,7 +239,7 @@ impl TaylorSeries {
     /// // exp(x) at 1: every coefficient is e/k!.
     /// let s = polyact::taylor_series_formula("exp(x)", 3, 1.0)?;
     /// let c: Vec<String> = s.about_point().iter().map(ToString::to_string).collect();
-    /// assert_eq!(c, ["exp(1)", "exp(1)", "exp(1)/2", "exp(1)/6"]);
+    /// assert_eq!(c, ["e", "e", "e/2", "e/6"]);
     /// # Ok::<(), polyact::Error>(())
     /// ```
     pub fn about_point(&self) -> &[Coefficient] {
@@ -400,11 +425,12 @@ pub fn taylor_series<A: Activation<f64>>(
     point: f64,
 ) -> Result<Arc<TaylorSeries>> {
     check_request(degree, point)?;
+    let piece = |e: Expr| cached_series(f.name(), Source::Expr(e), degree, point);
     match f.formula() {
-        Formula::Analytic(formula) => cached_series(f.name(), formula, degree, point),
+        Formula::Analytic(formula) => piece(formula),
         Formula::Piecewise { at, below, above } => match point.partial_cmp(&at) {
-            Some(std::cmp::Ordering::Less) => cached_series(f.name(), below, degree, point),
-            Some(std::cmp::Ordering::Greater) => cached_series(f.name(), above, degree, point),
+            Some(std::cmp::Ordering::Less) => piece(below),
+            Some(std::cmp::Ordering::Greater) => piece(above),
             _ => Err(Error::NotAnalytic {
                 function: f.name().to_owned(),
                 point,
@@ -420,7 +446,7 @@ pub fn taylor_series<A: Activation<f64>>(
 ///
 /// ```
 /// let s = polyact::taylor_series_formula("log(1+exp(x))", 2, 1.0)?;
-/// assert_eq!(s.about_point()[0].to_string(), "log(1+exp(1))");
+/// assert_eq!(s.about_point()[0].to_string(), "log(1+e)");
 /// assert!((s.polynomial().eval(1.0_f64) - (1.0_f64.exp().ln_1p())).abs() < 1e-15);
 /// # Ok::<(), polyact::Error>(())
 /// ```
@@ -430,7 +456,7 @@ pub fn taylor_series_formula(
     point: f64,
 ) -> Result<Arc<TaylorSeries>> {
     check_request(degree, point)?;
-    cached_series(formula, formula.to_owned(), degree, point)
+    cached_series(formula, Source::Text(formula.to_owned()), degree, point)
 }
 
 /// Empties the cache of derived series (it otherwise lives as long as the process).
@@ -469,11 +495,20 @@ fn check_request(degree: usize, point: f64) -> Result<()> {
     Ok(())
 }
 
-/// A call as made: who asked, with which formula text, where, to which degree.
+/// A formula as the caller gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Source {
+    /// Text, parsed on a cache miss.
+    Text(String),
+    /// An activation's expression.
+    Expr(Expr),
+}
+
+/// A call as made: who asked, with which formula, where, to which degree.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct RequestKey {
     function: String,
-    formula: String,
+    formula: Source,
     /// The point's bits, with -0 read as 0.
     point: u64,
     degree: usize,
@@ -484,7 +519,7 @@ struct Cache {
     /// Every call made, for the fast path.
     requests: HashMap<RequestKey, Arc<TaylorSeries>>,
     /// The highest-degree expansion of each normalised formula at each exact point.
-    highest: HashMap<(String, BigRational), Arc<TaylorSeries>>,
+    highest: HashMap<(Expr, BigRational), Arc<TaylorSeries>>,
 }
 
 static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(Mutex::default);
@@ -496,7 +531,7 @@ fn cache() -> std::sync::MutexGuard<'static, Cache> {
 
 fn cached_series(
     function: &str,
-    formula: String,
+    formula: Source,
     degree: usize,
     point: f64,
 ) -> Result<Arc<TaylorSeries>> {
@@ -516,7 +551,10 @@ fn cached_series(
         return Ok(Arc::clone(hit));
     }
 
-    let normalised = formula::normalise(&key.formula)?;
+    let normalised = match &key.formula {
+        Source::Text(text) => derive::lower(&text.parse()?)?,
+        Source::Expr(e) => derive::lower(e)?,
+    };
     let exact = decimal_to_rational(point).ok_or(Error::InvalidParameter {
         activation: "taylor series",
         parameter: "point",
@@ -532,7 +570,7 @@ fn cached_series(
         Some(series) => Arc::new(series),
         None => {
             let (normalised, exact) = &highest_key;
-            let expansion = engine::expand(function, normalised, exact, point, degree)?;
+            let expansion = derive::expand(function, normalised, exact, point, degree)?;
             Arc::new(TaylorSeries {
                 function: function.to_owned(),
                 formula: normalised.clone(),
@@ -561,13 +599,17 @@ fn cached_series(
 mod tests {
     use super::*;
 
+    fn lowered(text: &str) -> Expr {
+        derive::lower(&text.parse().unwrap()).unwrap()
+    }
+
     /// The engine's shift to powers of `x` (done in Symbolica) agrees with ours (done with
     /// big rationals) on a formula whose coefficients are rational everywhere.
     #[test]
     fn engine_shift_matches_rational_shift() {
         let formula = "(1+x)^7/(2-x)";
         let point = BigRational::new(3.into(), 2.into());
-        let expansion = engine::expand(formula, formula, &point, 1.5, 9).unwrap();
+        let expansion = derive::expand(formula, &lowered(formula), &point, 1.5, 9).unwrap();
         let ours = shift_rational(&expansion.about_point, &point).unwrap();
         assert_eq!(expansion.ascending, ours);
         assert!(ours.iter().all(|c| c.as_rational().is_some()));
@@ -578,14 +620,8 @@ mod tests {
         let formula = "1/(3-x)";
         let high = taylor_series_formula(formula, 12, 0.5).unwrap();
         let low = taylor_series_formula(formula, 5, 0.5).unwrap();
-        let fresh = engine::expand(
-            formula,
-            &formula::normalise(formula).unwrap(),
-            &BigRational::new(1.into(), 2.into()),
-            0.5,
-            5,
-        )
-        .unwrap();
+        let point = BigRational::new(1.into(), 2.into());
+        let fresh = derive::expand(formula, &lowered(formula), &point, 0.5, 5).unwrap();
         assert_eq!(low.about_point(), &high.about_point()[..=5]);
         assert_eq!(low.polynomial().coefficients(), fresh.ascending.as_slice());
     }
