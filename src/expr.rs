@@ -215,11 +215,58 @@ pub enum Node {
 }
 
 /// An owned expression in `x`; see the [module docs](self).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct Expr {
     node: Node,
     depth: u32,
     size: u32,
+    /// A structural hash, computed once at construction: hashing a tree is O(1).
+    fingerprint: u64,
+}
+
+impl PartialEq for Expr {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint && self.node == other.node
+    }
+}
+
+impl Eq for Expr {}
+
+impl std::hash::Hash for Expr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.fingerprint);
+    }
+}
+
+/// The structural hash of `node` from its children's (numbers by numerator and denominator,
+/// which are reduced).
+fn fingerprint(node: &Node) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    std::mem::discriminant(node).hash(&mut h);
+    match node {
+        Node::Number(r) => {
+            r.numer().hash(&mut h);
+            r.denom().hash(&mut h);
+        }
+        Node::X => {}
+        Node::Constant(c) => c.hash(&mut h),
+        Node::Neg(u) => h.write_u64(u.fingerprint),
+        Node::Sum(terms) => terms.iter().for_each(|t| h.write_u64(t.fingerprint)),
+        Node::Product(factors) => factors.iter().for_each(|f| {
+            h.write_u8(u8::from(matches!(f, Factor::Over(_))));
+            h.write_u64(f.expr().fingerprint);
+        }),
+        Node::Pow(a, b) => {
+            h.write_u64(a.fingerprint);
+            h.write_u64(b.fingerprint);
+        }
+        Node::Call(f, u) => {
+            f.hash(&mut h);
+            h.write_u64(u.fingerprint);
+        }
+    }
+    h.finish()
 }
 
 /// How a constructor checks the limits.
@@ -234,6 +281,7 @@ enum Limits {
 impl Expr {
     fn leaf(node: Node) -> Expr {
         Expr {
+            fingerprint: fingerprint(&node),
             node,
             depth: 1,
             size: 1,
@@ -273,6 +321,7 @@ impl Expr {
             });
         }
         Ok(Expr {
+            fingerprint: fingerprint(&node),
             node,
             depth: depth as u32,
             size: u32::try_from(size).unwrap_or(u32::MAX),
@@ -339,26 +388,22 @@ impl Expr {
     }
 
     fn negate(self, limits: Limits) -> Result<Expr> {
-        match self.node {
-            Node::Number(r) => Ok(Expr::number(-r)),
-            Node::Neg(u) => Ok(*u),
-            Node::Product(mut factors) if matches!(factors.first(), Some(Factor::Times(e)) if e.as_number().is_some()) =>
-            {
-                if let Some(Factor::Times(e)) = factors.first_mut()
-                    && let Node::Number(r) = &mut e.node
-                {
-                    *r = -r.clone();
-                }
+        match self {
+            Expr {
+                node: Node::Number(r),
+                ..
+            } => Ok(Expr::number(-r)),
+            Expr {
+                node: Node::Neg(u), ..
+            } => Ok(*u),
+            Expr {
+                node: Node::Product(mut factors),
+                ..
+            } if leads_with_number(&factors) => {
+                negate_leading_number(&mut factors);
                 Expr::build(Node::Product(factors), limits)
             }
-            node => {
-                let u = Expr {
-                    node,
-                    depth: self.depth,
-                    size: self.size,
-                };
-                Expr::build(Node::Neg(Box::new(u)), limits)
-            }
+            other => Expr::build(Node::Neg(Box::new(other)), limits),
         }
     }
 
@@ -418,13 +463,12 @@ impl Expr {
     fn sum_of(terms: impl IntoIterator<Item = Expr>, limits: Limits) -> Result<Expr> {
         let mut flat = Vec::new();
         for term in terms {
-            match term.node {
-                Node::Sum(inner) => flat.extend(inner),
-                node => flat.push(Expr {
-                    node,
-                    depth: term.depth,
-                    size: term.size,
-                }),
+            match term {
+                Expr {
+                    node: Node::Sum(inner),
+                    ..
+                } => flat.extend(inner),
+                other => flat.push(other),
             }
         }
         match flat.len() {
@@ -702,11 +746,7 @@ fn write_sum(f: &mut fmt::Formatter<'_>, terms: &[Expr]) -> fmt::Result {
             Node::Product(factors) if term.is_negative_leading() && leads_with_number(factors) => {
                 f.write_str("-")?;
                 let mut positive = factors.clone();
-                if let Some(Factor::Times(e)) = positive.first_mut()
-                    && let Node::Number(r) = &mut e.node
-                {
-                    *r = -r.clone();
-                }
+                negate_leading_number(&mut positive);
                 write_product(f, &positive)?;
             }
             _ => {
@@ -720,6 +760,15 @@ fn write_sum(f: &mut fmt::Formatter<'_>, terms: &[Expr]) -> fmt::Result {
 
 fn leads_with_number(factors: &[Factor]) -> bool {
     matches!(factors.first(), Some(Factor::Times(e)) if e.as_number().is_some())
+}
+
+/// Negates the number that leads a product, if one does.
+fn negate_leading_number(factors: &mut [Factor]) {
+    if let Some(Factor::Times(e)) = factors.first_mut()
+        && let Some(r) = e.as_number()
+    {
+        *e = Expr::number(-r);
+    }
 }
 
 fn write_product(f: &mut fmt::Formatter<'_>, factors: &[Factor]) -> fmt::Result {

@@ -115,8 +115,8 @@
 //! Measured in this crate's test profile (dependencies at `opt-level = 2`, polyact itself
 //! unoptimised) on a 2-core x86-64 VM shared with other builds, sigmoid at 0: the first call
 //! in a process takes about 11 ms at degree 5 (starting Symbolica included) and 220 ms at
-//! degree 30; a cached call about 8 µs for [`taylor_series`] (the activation's formula is
-//! cloned and hashed for the lookup), and for [`taylor_poly`] 11 µs at degree 5 and 17 µs at
+//! degree 30; a cached call about 4 µs for [`taylor_series`] (the activation's formula is
+//! cloned and compared for the lookup), and for [`taylor_poly`] 5 µs at degree 5 and 10 µs at
 //! degree 30 (the copy of 31 big rationals). Expanding away from 0 costs more (sigmoid,
 //! degree 30 at 0.5: about 1 s), as do high degrees (see [`MAX_DEGREE`]). These figures were
 //! taken on a loaded machine; re-measure before quoting them.
