@@ -200,29 +200,6 @@ impl Coefficient {
         Ok(self.combine(Combine::Div, other, self.value / other.value))
     }
 
-    /// `self + other`, as `&self + other` (kept for callers without `std::ops` in scope).
-    pub fn add(&self, other: &Coefficient) -> Coefficient {
-        self + other
-    }
-
-    /// `self · other`, as `&self * other` (kept for callers without `std::ops` in scope).
-    pub fn mul(&self, other: &Coefficient) -> Coefficient {
-        self * other
-    }
-
-    /// `self / other`, as `&self / other` (kept for callers without `std::ops` in scope).
-    ///
-    /// # Panics
-    /// Panics if `other` is an exact zero; [`checked_div`](Self::checked_div) returns an error.
-    pub fn div(&self, other: &Coefficient) -> Coefficient {
-        self / other
-    }
-
-    /// `-self`, as `-&self` (kept for callers without `std::ops` in scope).
-    pub fn neg(&self) -> Coefficient {
-        -self
-    }
-
     /// The exact result of `op` when both forms are known; a closed form when either is one
     /// (an approximate value if the closed form would exceed the expression limits).
     fn combine(&self, op: Combine, other: &Coefficient, value: f64) -> Coefficient {
