@@ -71,6 +71,9 @@ pub mod coefficient;
 pub mod error;
 pub mod fit;
 pub mod float;
+#[cfg(feature = "he")]
+#[cfg_attr(docsrs, doc(cfg(feature = "he")))]
+pub mod he;
 #[cfg(feature = "candle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "candle")))]
 pub mod nn;
