@@ -26,7 +26,12 @@ fn toy(prime_bits: usize, count: usize) -> Vec<Bfv> {
         .collect()
 }
 
-fn keys(b: &Bfv) -> (polyact::he::bfv::BfvSecretKey, polyact::he::bfv::BfvPublicKey) {
+fn keys(
+    b: &Bfv,
+) -> (
+    polyact::he::bfv::BfvSecretKey,
+    polyact::he::bfv::BfvPublicKey,
+) {
     let sk = b.secret_key().unwrap();
     let pk = b.public_key(&sk).unwrap();
     (sk, pk)
@@ -74,9 +79,16 @@ fn encrypted_polynomials_equal_the_integer_simulation() {
             assert_eq!(got[k], residue(&ip.eval_int(zk), t), "{p} at z = {zk}");
         }
         // The plan is what ran, and it agrees with the core's cost model on these.
-        assert_eq!((used.products, used.depth), (ip.plan().products, ip.plan().depth));
+        assert_eq!(
+            (used.products, used.depth),
+            (ip.plan().products, ip.plan().depth)
+        );
         let cost = p.cost();
-        assert_eq!((used.products, used.depth), (cost.multiplications, cost.depth), "{p}");
+        assert_eq!(
+            (used.products, used.depth),
+            (cost.multiplications, cost.depth),
+            "{p}"
+        );
         assert!(b.noise_budget(&sk, &out).unwrap() > 0.0);
     }
 }
@@ -93,7 +105,8 @@ fn plans_reach_minimal_depth() {
 /// A tiny random head `inputs → hidden → 3` with the activation `1/2 + x/4 − x³/48`.
 fn tiny_head(seed: u64, inputs: usize, hidden: usize) -> Head {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut v = |n: usize, s: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-s..s)).collect() };
+    let mut v =
+        |n: usize, s: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-s..s)).collect() };
     let d1 = Dense::new(v(inputs * hidden, 0.3), v(hidden, 0.2), inputs).unwrap();
     let d2 = Dense::new(v(hidden * 3, 0.5), v(3, 0.2), hidden).unwrap();
     let act = Polynomial::from_ratios(&[(1, 2), (1, 4), (0, 1), (-1, 48)]);
@@ -125,7 +138,11 @@ fn encrypted_head_equals_the_simulation_bit_for_bit() {
         assert_eq!(used.depth, 2);
         // The noise estimate is conservative: the measured budget is at least the estimate.
         for &nb in &dec.noise_budget {
-            assert!(nb >= eh.estimate().budget_left(), "{nb} < {:?}", eh.estimate());
+            assert!(
+                nb >= eh.estimate().budget_left(),
+                "{nb} < {:?}",
+                eh.estimate()
+            );
         }
         // Quantisation keeps the float head's decision on these inputs, and the logits close.
         let float = head.forward(&x);
@@ -188,7 +205,10 @@ fn overflow_noise_keys_parameters_and_range_are_refused_with_numbers() {
             assert_eq!(index, 7);
             assert!((value - 2.5).abs() < 1e-9);
         }
-        other => panic!("expected OutOfRange, got {:?}", other.err().map(|e| e.to_string())),
+        other => panic!(
+            "expected OutOfRange, got {:?}",
+            other.err().map(|e| e.to_string())
+        ),
     }
 }
 

@@ -92,8 +92,12 @@ pub trait Backend: Send + Sync {
         b: &Self::Ciphertext,
     ) -> Result<Self::Ciphertext>;
     /// Rotates every row left by `k` (needs the key for `k`).
-    fn rotate(&self, ek: &Self::EvalKey, a: &Self::Ciphertext, k: usize)
-    -> Result<Self::Ciphertext>;
+    fn rotate(
+        &self,
+        ek: &Self::EvalKey,
+        a: &Self::Ciphertext,
+        k: usize,
+    ) -> Result<Self::Ciphertext>;
     /// Exchanges the rows (needs the row-swap key).
     fn swap_rows(&self, ek: &Self::EvalKey, a: &Self::Ciphertext) -> Result<Self::Ciphertext>;
     /// Switches a ciphertext down to `level` (modulus switching; never up).

@@ -5,8 +5,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use fhe::bfv::{
-    BfvParameters, BfvParametersBuilder, Ciphertext, Encoding, EvaluationKey,
-    EvaluationKeyBuilder, Plaintext, PublicKey, RelinearizationKey, SecretKey,
+    BfvParameters, BfvParametersBuilder, Ciphertext, Encoding, EvaluationKey, EvaluationKeyBuilder,
+    Plaintext, PublicKey, RelinearizationKey, SecretKey,
 };
 use fhe_traits::{FheDecoder, FheDecrypter, FheEncoder, FheEncrypter, Serialize};
 use rand::RngCore;
@@ -242,7 +242,11 @@ fn same_level(a: usize, b: usize) -> Result<()> {
 /// largest first.
 pub fn plaintext_primes(bits: usize, degree: usize, count: usize) -> Result<Vec<u64>> {
     let mut out = Vec::with_capacity(count);
-    let mut upper = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    let mut upper = if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    };
     while out.len() < count {
         match fhe_math::zq::primes::generate_prime(bits, 2 * degree as u64, upper) {
             Some(p) => {

@@ -314,7 +314,8 @@ impl IntPolynomial {
                     None => backend.mul_scalar(x, &backend.encode_scalar(0, level)?)?,
                 };
                 if let Some(i) = c {
-                    acc = backend.add_plain(&acc, &backend.encode_scalar(residue(&a[i], t), level)?)?;
+                    acc = backend
+                        .add_plain(&acc, &backend.encode_scalar(residue(&a[i], t), level)?)?;
                 }
                 Ok((acc, depth))
             },

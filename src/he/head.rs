@@ -26,7 +26,9 @@ use num_traits::{Signed, ToPrimitive};
 use rayon::prelude::*;
 
 use super::backend::{Backend, ExactBackend};
-use super::fixed::{IntPolynomial, NoiseModel, OpCount, Quantizer, crt, log2, residue, residue_i64};
+use super::fixed::{
+    IntPolynomial, NoiseModel, OpCount, Quantizer, crt, log2, residue, residue_i64,
+};
 use super::plan::Step;
 use super::{HeError, Result};
 use crate::Polynomial;
@@ -162,7 +164,8 @@ impl QuantizedHead {
     /// Quantises `head` for inputs in `[lo, hi]` with the given scales and computes worst-case
     /// bounds of every intermediate value.
     pub fn new(head: &Head, scales: Scales, lo: f64, hi: f64) -> Result<Self> {
-        let (n_in, n_hidden, n_out) = (head.dense1.inputs, head.dense1.outputs, head.dense2.outputs);
+        let (n_in, n_hidden, n_out) =
+            (head.dense1.inputs, head.dense1.outputs, head.dense2.outputs);
         let quantizer = Quantizer::new(scales.input_bits, lo, hi);
         let s1 = scales.input_bits + scales.weight_bits;
         let mut w1 = vec![0i64; n_in * n_hidden];
@@ -176,12 +179,14 @@ impl QuantizedHead {
         let mut w2 = vec![0i64; n_out * n_hidden];
         for j in 0..n_hidden {
             for o in 0..n_out {
-                w2[o * n_hidden + j] =
-                    q(head.dense2.weights[j * n_out + o], scales.output_weight_bits);
+                w2[o * n_hidden + j] = q(
+                    head.dense2.weights[j * n_out + o],
+                    scales.output_weight_bits,
+                );
             }
         }
-        let out_scale = BigInt::from(poly.denominator_lcm().clone())
-            << (s1 as usize * poly.degree());
+        let out_scale =
+            BigInt::from(poly.denominator_lcm().clone()) << (s1 as usize * poly.degree());
         let b2: Vec<BigInt> = head
             .dense2
             .bias
@@ -265,7 +270,10 @@ impl QuantizedHead {
 
     /// log₂ of the largest worst-case absolute pre-activation (integer units).
     pub fn preactivation_bound_bits(&self) -> f64 {
-        self.z_bound.iter().map(|&z| (z as f64).log2()).fold(0.0, f64::max)
+        self.z_bound
+            .iter()
+            .map(|&z| (z as f64).log2())
+            .fold(0.0, f64::max)
     }
 
     /// The factor from integer logits to real logits.
@@ -962,4 +970,3 @@ fn estimate<B: ExactBackend>(
         margin: NOISE_MARGIN,
     }
 }
-

@@ -144,7 +144,11 @@ fn ceil_log2(n: usize) -> u32 {
 
 /// Appends products computing `x^j` for every `j` in `wanted` (and what they need); returns the
 /// register of each power (index = exponent, register 0 = x) and the number of products.
-fn build_powers(steps: &mut Vec<Step>, wanted: &[usize], depth: &mut Vec<u32>) -> Vec<Option<Register>> {
+fn build_powers(
+    steps: &mut Vec<Step>,
+    wanted: &[usize],
+    depth: &mut Vec<u32>,
+) -> Vec<Option<Register>> {
     let max = wanted.iter().copied().max().unwrap_or(1).max(1);
     let mut need = vec![false; max + 1];
     let mut stack: Vec<usize> = wanted.to_vec();
@@ -161,7 +165,10 @@ fn build_powers(steps: &mut Vec<Step>, wanted: &[usize], depth: &mut Vec<u32>) -
     reg[1] = Some(0);
     for j in 2..=max {
         if need[j] {
-            let (a, b) = (reg[j.div_ceil(2)].expect("built"), reg[j / 2].expect("built"));
+            let (a, b) = (
+                reg[j.div_ceil(2)].expect("built"),
+                reg[j / 2].expect("built"),
+            );
             steps.push(Step::Product { lhs: a, rhs: b });
             depth.push(depth[a].max(depth[b]) + 1);
             reg[j] = Some(steps.len());
@@ -209,9 +216,7 @@ fn ps_plan(nonzero: &[bool], degree: usize, k: usize) -> Plan {
     let nz = |j: usize| j < nonzero.len() && nonzero[j];
     let m = (degree + 1).div_ceil(k) - 1;
     // Baby powers actually used by some block, and the giant power x^k when m ≥ 1.
-    let mut wanted: Vec<usize> = (1..k)
-        .filter(|&j| (0..=m).any(|i| nz(i * k + j)))
-        .collect();
+    let mut wanted: Vec<usize> = (1..k).filter(|&j| (0..=m).any(|i| nz(i * k + j))).collect();
     if m >= 1 {
         wanted.push(k);
     }
@@ -295,8 +300,12 @@ mod tests {
     fn every_plan_computes_the_polynomial() {
         for degree in 0..=12 {
             for pattern in [0b1u32, 0b101010, 0xffff, 0b100101, 0b1001] {
-                let nonzero: Vec<bool> = (0..=degree).map(|j| (pattern >> (j % 16)) & 1 == 1 || j == degree).collect();
-                let coeffs: Vec<i128> = (0..=degree as i128).map(|j| if nonzero[j as usize] { 3 * j - 7 } else { 0 }).collect();
+                let nonzero: Vec<bool> = (0..=degree)
+                    .map(|j| (pattern >> (j % 16)) & 1 == 1 || j == degree)
+                    .collect();
+                let coeffs: Vec<i128> = (0..=degree as i128)
+                    .map(|j| if nonzero[j as usize] { 3 * j - 7 } else { 0 })
+                    .collect();
                 let mut plans = vec![Plan::new(&nonzero), powers_plan(&nonzero, degree)];
                 for k in 1..=degree.max(1) {
                     plans.push(ps_plan(&nonzero, degree, k));
