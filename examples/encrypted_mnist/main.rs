@@ -68,6 +68,10 @@ struct Args {
     out: PathBuf,
 }
 
+/// One encrypted image: index, encrypt, evaluate and decrypt seconds, noise budget left, equal
+/// to the simulation.
+type Row = (usize, f64, f64, f64, f64, bool);
+
 fn read_idx(path: &Path, magic: u32) -> anyhow::Result<(Vec<usize>, Vec<u8>)> {
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut bytes = Vec::new();
@@ -323,9 +327,7 @@ fn main() -> anyhow::Result<()> {
     }
     eb.finish();
     let ops = ops.unwrap_or_default();
-    let mean = |f: fn(&(usize, f64, f64, f64, f64, bool)) -> f64| {
-        rows.iter().map(f).sum::<f64>() / rows.len().max(1) as f64
-    };
+    let mean = |f: fn(&Row) -> f64| rows.iter().map(f).sum::<f64>() / rows.len().max(1) as f64;
     let (enc_s, eval_s, dec_s) = (mean(|r| r.1), mean(|r| r.2), mean(|r| r.3));
     let mib = |b: usize| b as f64 / (1 << 20) as f64;
     let summary = format!(
@@ -382,7 +384,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn plot(path: &Path, rows: &[(usize, f64, f64, f64, f64, bool)]) -> anyhow::Result<()> {
+fn plot(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
     use plotters::prelude::*;
     let text = register_font();
     let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
@@ -415,11 +417,7 @@ fn plot(path: &Path, rows: &[(usize, f64, f64, f64, f64, bool)]) -> anyhow::Resu
             .draw()?;
     }
     for (name, color, f) in [
-        (
-            "server evaluation",
-            BLUE,
-            (|r: &(usize, f64, f64, f64, f64, bool)| r.2) as fn(&_) -> f64,
-        ),
+        ("server evaluation", BLUE, (|r: &Row| r.2) as fn(&_) -> f64),
         ("client encrypt", GREEN, |r| r.1),
         ("client decrypt", RED, |r| r.3),
     ] {

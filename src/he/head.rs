@@ -185,8 +185,7 @@ impl QuantizedHead {
                 );
             }
         }
-        let out_scale =
-            BigInt::from(poly.denominator_lcm().clone()) << (s1 as usize * poly.degree());
+        let out_scale = poly.denominator_lcm().clone() << (s1 as usize * poly.degree());
         let b2: Vec<BigInt> = head
             .dense2
             .bias
