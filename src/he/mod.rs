@@ -30,7 +30,7 @@
 //! // p(x) = 1/2 + x/4 - x³/48 on x = k/8: the integer polynomial P(z) = 48·8³·p(z/8).
 //! let p = Polynomial::from_ratios(&[(1, 2), (1, 4), (0, 1), (-1, 48)]);
 //! let ip = IntPolynomial::new(&p, 3)?;
-//! let bfv = Bfv::insecure(1024, &[50, 50, 50], 30)?; // toy parameters, NOT secure
+//! let bfv = Bfv::insecure(2048, &[60, 60, 60, 60], 30)?; // toy parameters, NOT secure
 //! let (sk, pk) = { let sk = bfv.secret_key()?; let pk = bfv.public_key(&sk)?; (sk, pk) };
 //! let ek = bfv.eval_key(&sk, 0, &[], false)?;
 //! let t = bfv.plaintext_modulus();
