@@ -71,6 +71,9 @@ mod coefficient;
 mod error;
 pub mod expr;
 pub mod fit;
+#[cfg(feature = "he")]
+#[cfg_attr(docsrs, doc(cfg(feature = "he")))]
+pub mod he;
 mod interval;
 #[cfg(feature = "candle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "candle")))]

@@ -1,0 +1,223 @@
+//! Encrypted evaluation against its exact integer simulation.
+//!
+//! Every test here uses small, **insecure** parameters (ring degree 2048 and below) and tiny
+//! layers so the file runs in seconds; the 128-bit parameters are exercised by
+//! `examples/encrypted_mnist`.
+#![cfg(feature = "he")]
+
+use num_bigint::BigInt;
+use polyact::Polynomial;
+use polyact::he::fixed::{IntPolynomial, crt, residue, residue_i64};
+use polyact::he::head::{Dense, EncryptedHead, Head, QuantizedHead, Scales, argmax};
+use polyact::he::plan::Plan;
+use polyact::he::{Backend, Bfv, ExactBackend, HeError};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Insecure toy ring: N = 2048, six 60-bit ciphertext moduli.
+const N: usize = 2048;
+const MODULI: [usize; 6] = [60, 60, 60, 60, 60, 60];
+
+fn toy(prime_bits: usize, count: usize) -> Vec<Bfv> {
+    polyact::he::bfv::plaintext_primes(prime_bits, N, count)
+        .unwrap()
+        .into_iter()
+        .map(|t| Bfv::insecure_with_plaintext(N, &MODULI, t).unwrap())
+        .collect()
+}
+
+fn keys(
+    b: &Bfv,
+) -> (
+    polyact::he::bfv::BfvSecretKey,
+    polyact::he::bfv::BfvPublicKey,
+) {
+    let sk = b.secret_key().unwrap();
+    let pk = b.public_key(&sk).unwrap();
+    (sk, pk)
+}
+
+#[test]
+fn rotations_turn_each_row_left_and_swap_exchanges_rows() {
+    let b = Bfv::insecure(1024, &[50, 50, 50], 20).unwrap();
+    let (sk, pk) = keys(&b);
+    let ek = b.eval_key(&sk, 0, &[1, 5], true).unwrap();
+    let v: Vec<u64> = (0..1024).collect();
+    let x = b.encrypt(&pk, &b.encode(&v, 0).unwrap()).unwrap();
+    let r = b.decrypt(&sk, &b.rotate(&ek, &x, 5).unwrap()).unwrap();
+    for (p, &got) in r.iter().enumerate() {
+        let (row, col) = (p / 512, p % 512);
+        assert_eq!(got, (row * 512 + (col + 5) % 512) as u64, "slot {p}");
+    }
+    let s = b.decrypt(&sk, &b.swap_rows(&ek, &x).unwrap()).unwrap();
+    assert_eq!((s[0], s[512]), (512, 0));
+    assert!(matches!(
+        b.rotate(&ek, &x, 2),
+        Err(HeError::MissingRotationKey { rotation: 2 })
+    ));
+}
+
+#[test]
+fn encrypted_polynomials_equal_the_integer_simulation() {
+    let b = &toy(40, 1)[0];
+    let t = b.plaintext_modulus();
+    let (sk, pk) = keys(b);
+    let ek = b.eval_key(&sk, 0, &[], false).unwrap();
+    let polys = [
+        polyact::presets::m_sigmoid(),
+        polyact::presets::m_relu(),
+        Polynomial::from_ratios(&[(1, 3), (-2, 7), (5, 11), (0, 1), (1, 13), (-1, 17)]),
+    ];
+    let z: Vec<i64> = (-40..40).map(|k| k * 7).collect();
+    let zr: Vec<u64> = z.iter().map(|&v| residue_i64(v, t)).collect();
+    let x = b.encrypt(&pk, &b.encode(&zr, 0).unwrap()).unwrap();
+    for p in polys {
+        let ip = IntPolynomial::new(&p, 4).unwrap();
+        let (out, used) = ip.evaluate(b, &ek, &x, t).unwrap();
+        let got = b.decrypt(&sk, &out).unwrap();
+        for (k, &zk) in z.iter().enumerate() {
+            assert_eq!(got[k], residue(&ip.eval_int(zk), t), "{p} at z = {zk}");
+        }
+        // The plan is what ran, and it agrees with the core's cost model on these.
+        assert_eq!(
+            (used.products, used.depth),
+            (ip.plan().products, ip.plan().depth)
+        );
+        let cost = p.cost();
+        assert_eq!(
+            (used.products, used.depth),
+            (cost.multiplications, cost.depth),
+            "{p}"
+        );
+        assert!(b.noise_budget(&sk, &out).unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn plans_reach_minimal_depth() {
+    // Full degree-5: 3 products at depth 3 (Paterson–Stockmeyer k = 2 or 3).
+    let p = Plan::new(&[true; 6]);
+    assert_eq!((p.products, p.depth), (3, 3));
+    let p = Plan::new(&[false, false, true]);
+    assert_eq!((p.products, p.depth), (1, 1));
+}
+
+/// A tiny random head `inputs → hidden → 3` with the activation `1/2 + x/4 − x³/48`.
+fn tiny_head(seed: u64, inputs: usize, hidden: usize) -> Head {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut v =
+        |n: usize, s: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-s..s)).collect() };
+    let d1 = Dense::new(v(inputs * hidden, 0.3), v(hidden, 0.2), inputs).unwrap();
+    let d2 = Dense::new(v(hidden * 3, 0.5), v(3, 0.2), hidden).unwrap();
+    let act = Polynomial::from_ratios(&[(1, 2), (1, 4), (0, 1), (-1, 48)]);
+    Head::new(d1, act, d2).unwrap()
+}
+
+const SCALES: Scales = Scales {
+    input_bits: 4,
+    weight_bits: 5,
+    output_weight_bits: 5,
+};
+
+#[test]
+fn encrypted_head_equals_the_simulation_bit_for_bit() {
+    let head = tiny_head(1, 50, 12);
+    let q = QuantizedHead::new(&head, SCALES, 0.0, 2.0).unwrap();
+    let eh = EncryptedHead::new(&q, toy(30, 3), None).unwrap();
+    let (client, server) = eh.keygen(&|| {}).unwrap();
+    let mut rng = StdRng::seed_from_u64(2);
+    for _ in 0..2 {
+        let x: Vec<f32> = (0..50).map(|_| rng.random_range(0.0..2.0)).collect();
+        let xq = q.quantize(&x).unwrap();
+        let expected = q.simulate(&xq);
+        let ct = eh.encrypt(&client, &x).unwrap();
+        let (out, used) = eh.evaluate(&server, &ct, &|| {}).unwrap();
+        let dec = eh.decrypt(&client, &out).unwrap();
+        assert_eq!(dec.logits, expected);
+        assert_eq!(dec.residues, eh.expected_residues(&expected));
+        assert_eq!(used.depth, 2);
+        // The noise estimate is conservative: the measured budget is at least the estimate.
+        for &nb in &dec.noise_budget {
+            assert!(
+                nb >= eh.estimate().budget_left(),
+                "{nb} < {:?}",
+                eh.estimate()
+            );
+        }
+        // Quantisation keeps the float head's decision on these inputs, and the logits close.
+        let float = head.forward(&x);
+        let fixed = q.dequantize(&expected);
+        for (a, b) in float.iter().zip(&fixed) {
+            assert!((a - b).abs() < 0.25, "{float:?} vs {fixed:?}");
+        }
+        let _ = argmax(&fixed);
+    }
+}
+
+#[test]
+fn overflow_noise_keys_parameters_and_range_are_refused_with_numbers() {
+    let head = tiny_head(3, 20, 8);
+    let q = QuantizedHead::new(&head, SCALES, 0.0, 2.0).unwrap();
+    // One 20-bit prime cannot hold the logits.
+    match EncryptedHead::new(&q, toy(20, 1), None) {
+        Err(HeError::PlaintextOverflow {
+            needed_bits,
+            available_bits,
+        }) => assert!(needed_bits > available_bits && available_bits < 20.0),
+        other => panic!("expected PlaintextOverflow, got {:?}", other.err()),
+    }
+    // Two short ciphertext moduli cannot hold the depth.
+    let small: Vec<Bfv> = polyact::he::bfv::plaintext_primes(30, N, 3)
+        .unwrap()
+        .into_iter()
+        .map(|t| Bfv::insecure_with_plaintext(N, &[50, 50], t).unwrap())
+        .collect();
+    match EncryptedHead::new(&q, small, Some(0)) {
+        Err(HeError::NoiseBudget {
+            needed_bits,
+            available_bits,
+        }) => assert!(needed_bits > available_bits),
+        other => panic!("expected NoiseBudget, got {:?}", other.err()),
+    }
+    let eh = EncryptedHead::new(&q, toy(30, 3), None).unwrap();
+    let (client_a, _) = eh.keygen(&|| {}).unwrap();
+    let (_, server_b) = eh.keygen(&|| {}).unwrap();
+    let x = vec![1.0f32; 20];
+    let ct = eh.encrypt(&client_a, &x).unwrap();
+    assert!(matches!(
+        eh.evaluate(&server_b, &ct, &|| {}),
+        Err(HeError::KeyMismatch { .. })
+    ));
+    // A ciphertext from other parameters (other primes).
+    let other = EncryptedHead::new(&q, toy(31, 3), None).unwrap();
+    let (client_c, _) = other.keygen(&|| {}).unwrap();
+    let ct_c = other.encrypt(&client_c, &x).unwrap();
+    let (_, server_a) = eh.keygen(&|| {}).unwrap();
+    assert!(matches!(
+        eh.evaluate(&server_a, &ct_c, &|| {}),
+        Err(HeError::ParameterMismatch { .. })
+    ));
+    // Values outside the declared input range.
+    let mut bad = x.clone();
+    bad[7] = 2.5;
+    match eh.encrypt(&client_a, &bad) {
+        Err(HeError::OutOfRange { index, value, .. }) => {
+            assert_eq!(index, 7);
+            assert!((value - 2.5).abs() < 1e-9);
+        }
+        other => panic!(
+            "expected OutOfRange, got {:?}",
+            other.err().map(|e| e.to_string())
+        ),
+    }
+}
+
+#[test]
+fn crt_recovers_signed_values() {
+    let primes = polyact::he::bfv::plaintext_primes(30, N, 3).unwrap();
+    for v in ["-123456789012345678901234", "0", "98765432109876543210987"] {
+        let x: BigInt = v.parse().unwrap();
+        let r: Vec<u64> = primes.iter().map(|&p| residue(&x, p)).collect();
+        assert_eq!(crt(&r, &primes), x);
+    }
+}
