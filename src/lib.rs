@@ -44,6 +44,7 @@
 //! | `symbolica` | yes | the [`taylor`] module (Symbolica computer algebra; see its licence terms) |
 //! | `candle` | yes | the `nn` module: candle 0.11 layers |
 //! | `cuda` | no | forwards candle's `cuda` feature; polyact's fused ops have no CUDA kernels yet |
+//! | `he` | no | the `he` module: encrypted evaluation of polynomials and dense heads (BFV, pure Rust, fhe.rs) |
 //!
 //! Without default features the crate is pure Rust numerics: activations, polynomials, fits.
 //!
@@ -93,7 +94,7 @@ pub use activation::{
 pub use coefficient::{Coefficient, Exact};
 pub use error::{Error, Result};
 pub use interval::Interval;
-pub use polynomial::kernel;
+pub use polynomial::{kernel, plan};
 pub use polynomial::{EncryptedCost, Polynomial};
 pub use real::Real;
 #[cfg(feature = "symbolica")]

@@ -9,7 +9,7 @@ use num_bigint::BigInt;
 use polyact::Polynomial;
 use polyact::he::fixed::{IntPolynomial, crt, residue, residue_i64};
 use polyact::he::head::{Dense, EncryptedHead, Head, QuantizedHead, Scales, argmax};
-use polyact::he::plan::Plan;
+use polyact::plan::Plan;
 use polyact::he::{Backend, Bfv, ExactBackend, HeError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -15,7 +15,7 @@ use num_rational::BigRational;
 use num_traits::{One, Signed, ToPrimitive, Zero};
 
 use super::backend::{Backend, ExactBackend};
-use super::plan::Plan;
+use crate::plan::Plan;
 use super::{HeError, Result};
 use crate::Polynomial;
 

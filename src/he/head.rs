@@ -29,7 +29,7 @@ use super::backend::{Backend, ExactBackend};
 use super::fixed::{
     IntPolynomial, NoiseModel, OpCount, Quantizer, crt, log2, residue, residue_i64,
 };
-use super::plan::Step;
+use crate::plan::Step;
 use super::{HeError, Result};
 use crate::Polynomial;
 

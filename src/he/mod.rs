@@ -51,7 +51,6 @@ pub mod backend;
 pub mod bfv;
 pub mod fixed;
 pub mod head;
-pub mod plan;
 
 pub use backend::{Backend, ExactBackend};
 pub use bfv::{Bfv, Security};

@@ -2,6 +2,7 @@
 
 mod algebra;
 pub mod kernel;
+pub mod plan;
 
 use std::fmt;
 
@@ -73,15 +74,15 @@ impl From<PolynomialRepr> for Polynomial {
 pub struct EncryptedCost {
     /// The degree of the polynomial.
     pub degree: usize,
-    /// Ciphertext multiplications with the Paterson–Stockmeyer baby-step/giant-step scheme,
-    /// minimised over the baby-step size `k`: `k − 1` for the powers `x², …, xᵏ`, then one per
-    /// giant step in `xᵏ` (the first is free when the top block is a constant).
+    /// Ciphertext multiplications of the [evaluation plan](Polynomial::evaluation_plan): the
+    /// fewest among the plans of least depth (Paterson–Stockmeyer for each baby-step size, or
+    /// every needed power), zero coefficients skipped.
     pub multiplications: usize,
     /// Ciphertext multiplications with plain Horner evaluation (`d − 1`: the first step
     /// multiplies a constant).
     pub horner_multiplications: usize,
-    /// The minimal multiplicative depth, `⌈log₂ d⌉`: no evaluation order needs fewer levels,
-    /// and evaluating powers by repeated squaring attains it.
+    /// The multiplicative depth of the evaluation plan: `⌈log₂ d⌉`, the least any order of
+    /// evaluation needs.
     pub depth: u32,
 }
 
@@ -306,33 +307,38 @@ impl Polynomial {
         self.compose_affine(&alpha, &Coefficient::zero())
     }
 
-    /// The cost of evaluating this polynomial under homomorphic encryption.
+    /// The straight-line program that evaluates this polynomial on ciphertexts: the one that
+    /// [`he`](https://docs.rs/polyact) runs and [`cost`](Self::cost) counts (zero coefficients
+    /// are skipped; the least depth first, then the fewest products).
+    ///
+    /// ```
+    /// let plan = polyact::presets::m_sigmoid().evaluation_plan();
+    /// assert_eq!((plan.products, plan.depth), (3, 3)); // x², x³, x⁵
+    /// ```
+    pub fn evaluation_plan(&self) -> plan::Plan {
+        let nonzero: Vec<bool> = self.coefficients.iter().map(|c| !c.is_zero()).collect();
+        plan::Plan::new(&nonzero)
+    }
+
+    /// The cost of evaluating this polynomial under homomorphic encryption: the ciphertext
+    /// products and the depth of its [`evaluation_plan`](Self::evaluation_plan), exactly what
+    /// the `he` module's evaluator runs.
     ///
     /// ```
     /// let p = polyact::Polynomial::from_f64(&[0.5, 0.25, 0.0, -0.02, 0.0, 0.002]);
     /// let cost = p.cost();
     /// assert_eq!((cost.degree, cost.multiplications, cost.depth), (5, 3, 3));
+    /// // Every coefficient non-zero: degree 5 still needs depth 3, now with 4 products.
+    /// let full = polyact::Polynomial::from_f64(&[1.0; 6]).cost();
+    /// assert_eq!((full.multiplications, full.depth, full.horner_multiplications), (4, 3, 4));
     /// ```
     pub fn cost(&self) -> EncryptedCost {
-        let degree = self.degree();
-        let multiplications = (1..=degree)
-            .map(|k| {
-                let giant_steps = (degree + 1).div_ceil(k) - 1;
-                let constant_top_block = usize::from(degree.is_multiple_of(k));
-                (k - 1) + giant_steps - constant_top_block
-            })
-            .min()
-            .unwrap_or(0);
-        let depth = if degree < 2 {
-            0
-        } else {
-            usize::BITS - (degree - 1).leading_zeros()
-        };
+        let plan = self.evaluation_plan();
         EncryptedCost {
-            degree,
-            multiplications,
-            horner_multiplications: degree.saturating_sub(1),
-            depth,
+            degree: self.degree(),
+            multiplications: plan.products,
+            horner_multiplications: self.degree().saturating_sub(1),
+            depth: plan.depth,
         }
     }
 

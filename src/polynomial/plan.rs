@@ -1,6 +1,6 @@
 //! How a polynomial is evaluated on ciphertexts: a straight-line program of ciphertext products
-//! and linear combinations with constant coefficients. Pure Rust, no HE types, so the core's
-//! [`Polynomial::cost`](crate::Polynomial::cost) can be computed from the very plan that runs.
+//! and linear combinations with constant coefficients. Pure Rust, no HE types: the core's
+//! [`Polynomial::cost`](crate::Polynomial::cost) counts the very plan the `he` module runs.
 //!
 //! # The rule
 //!
@@ -82,7 +82,7 @@ impl Plan {
     /// zero plan).
     ///
     /// ```
-    /// use polyact::he::plan::Plan;
+    /// use polyact::plan::Plan;
     /// // m_sigmoid: 1/2 + c₁x + c₃x³ + c₅x⁵.
     /// let plan = Plan::new(&[true, true, false, true, false, true]);
     /// assert_eq!((plan.products, plan.depth), (3, 3));
