@@ -94,6 +94,32 @@ fn encrypted_polynomials_equal_the_integer_simulation() {
 }
 
 #[test]
+fn plans_agree_with_the_core_cost_model_up_to_degree_12() {
+    // Dense polynomials: `Polynomial::cost()` matches what runs up to degree 12. From degree 13
+    // on, cost() pairs Paterson–Stockmeyer's product count (6) with the minimal depth (4), which
+    // no single plan attains; the plan that runs needs 7 (degree 13, 14) or 8 (15, 16) products
+    // at depth 4. `Plan::new` is the rule to move into the core.
+    for degree in 1..=12usize {
+        let p = Polynomial::from_f64(&vec![0.5; degree + 1]);
+        let plan = Plan::new(&vec![true; degree + 1]);
+        let cost = p.cost();
+        assert_eq!(
+            (plan.products, plan.depth),
+            (cost.multiplications, cost.depth),
+            "degree {degree}"
+        );
+    }
+    for (degree, products) in [(13usize, 7usize), (14, 7), (15, 8), (16, 8)] {
+        let plan = Plan::new(&vec![true; degree + 1]);
+        assert_eq!(
+            (plan.products, plan.depth),
+            (products, 4),
+            "degree {degree}"
+        );
+    }
+}
+
+#[test]
 fn plans_reach_minimal_depth() {
     // Full degree-5: 3 products at depth 3 (Paterson–Stockmeyer k = 2 or 3).
     let p = Plan::new(&[true; 6]);
