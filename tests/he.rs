@@ -94,12 +94,11 @@ fn encrypted_polynomials_equal_the_integer_simulation() {
 }
 
 #[test]
-fn plans_agree_with_the_core_cost_model_up_to_degree_12() {
-    // Dense polynomials: `Polynomial::cost()` matches what runs up to degree 12. From degree 13
-    // on, cost() pairs Paterson–Stockmeyer's product count (6) with the minimal depth (4), which
-    // no single plan attains; the plan that runs needs 7 (degree 13, 14) or 8 (15, 16) products
-    // at depth 4. `Plan::new` is the rule to move into the core.
-    for degree in 1..=12usize {
+fn the_core_cost_counts_the_plan_that_runs() {
+    // `Polynomial::cost()` is computed from the plan the evaluator runs, for dense polynomials
+    // of every degree (from degree 13 on the least depth, 4, costs 7 or 8 products: the old
+    // closed-form count of 6 paired two different plans) and for sparse ones.
+    for degree in 1..=16usize {
         let p = Polynomial::from_f64(&vec![0.5; degree + 1]);
         let plan = Plan::new(&vec![true; degree + 1]);
         let cost = p.cost();
@@ -110,13 +109,15 @@ fn plans_agree_with_the_core_cost_model_up_to_degree_12() {
         );
     }
     for (degree, products) in [(13usize, 7usize), (14, 7), (15, 8), (16, 8)] {
-        let plan = Plan::new(&vec![true; degree + 1]);
-        assert_eq!(
-            (plan.products, plan.depth),
-            (products, 4),
-            "degree {degree}"
-        );
+        let cost = Polynomial::from_f64(&vec![0.5; degree + 1]).cost();
+        assert_eq!((cost.multiplications, cost.depth), (products, 4), "degree {degree}");
     }
+    let m_sigmoid = polyact::presets::m_sigmoid();
+    let plan = m_sigmoid.evaluation_plan();
+    assert_eq!(
+        (plan.products, plan.depth),
+        (m_sigmoid.cost().multiplications, m_sigmoid.cost().depth)
+    );
 }
 
 #[test]

@@ -180,8 +180,8 @@ fn serde_round_trip_keeps_exact_values() {
 
 #[test]
 fn encrypted_cost_matches_hand_counts() {
-    // (degree, Paterson–Stockmeyer multiplications, minimal depth), counted by hand:
-    // x² | x² | x²,x³ | x²,x⁴=x²·x² | x²,x³ then one giant step | ...
+    // (degree, ciphertext products, depth) for the monomial xᵈ, counted by hand: nothing | x² |
+    // x², x³ = x²·x | x², x⁴ = x²·x² | x², x³, x⁵ = x³·x² | x², x⁴, x⁸ (repeated squaring).
     let expected = [
         (0, 0, 0),
         (1, 0, 0),
@@ -189,7 +189,7 @@ fn encrypted_cost_matches_hand_counts() {
         (3, 2, 2),
         (4, 2, 2),
         (5, 3, 3),
-        (8, 4, 3),
+        (8, 3, 3),
     ];
     for (degree, multiplications, depth) in expected {
         let mut c = vec![0.0; degree + 1];
