@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use polyact::{
-    Activation, Elu, Real, Gelu, Identity, LeakyRelu, Mish, Polynomial, Relu, Sigmoid, Silu,
+    Activation, Elu, Gelu, Identity, LeakyRelu, Mish, Polynomial, Real, Relu, Sigmoid, Silu,
     Softplus, Softsign, Square, Tanh, fit, presets, taylor_poly,
 };
 

@@ -188,7 +188,12 @@ mod tests {
 
     #[test]
     fn rejects_bad_ends_also_when_deserialised() {
-        for (lo, hi) in [(1.0, 1.0), (2.0, 1.0), (f64::NAN, 1.0), (0.0, f64::INFINITY)] {
+        for (lo, hi) in [
+            (1.0, 1.0),
+            (2.0, 1.0),
+            (f64::NAN, 1.0),
+            (0.0, f64::INFINITY),
+        ] {
             assert!(Interval::new(lo, hi).is_err(), "[{lo}, {hi}]");
         }
         let reversed: std::result::Result<Interval, _> =

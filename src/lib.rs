@@ -81,8 +81,8 @@ mod interval;
 pub mod nn;
 mod polynomial;
 pub mod presets;
-pub mod registry;
 mod real;
+pub mod registry;
 #[cfg(feature = "symbolica")]
 #[cfg_attr(docsrs, doc(cfg(feature = "symbolica")))]
 pub mod taylor;
@@ -94,8 +94,8 @@ pub use activation::{
 pub use coefficient::{Coefficient, Exact};
 pub use error::{Error, Result};
 pub use interval::Interval;
-pub use polynomial::{kernel, plan};
 pub use polynomial::{EncryptedCost, Polynomial};
+pub use polynomial::{kernel, plan};
 pub use real::Real;
 #[cfg(feature = "symbolica")]
 pub use taylor::{

@@ -153,8 +153,12 @@ impl FromStr for Builtin {
         };
         match name {
             "elu" => Ok(Builtin::Elu(Elu::new(alpha(ELU_ALPHA)?)?)),
-            "leaky_relu" => Ok(Builtin::LeakyRelu(LeakyRelu::new(alpha(LEAKY_RELU_ALPHA)?)?)),
-            _ if parameter.is_some() => Err(unknown(text, "only elu and leaky_relu take a parameter")),
+            "leaky_relu" => Ok(Builtin::LeakyRelu(LeakyRelu::new(alpha(
+                LEAKY_RELU_ALPHA,
+            )?)?)),
+            _ if parameter.is_some() => {
+                Err(unknown(text, "only elu and leaky_relu take a parameter"))
+            }
             _ => PLAIN
                 .iter()
                 .find(|(n, _)| *n == name)
@@ -432,7 +436,10 @@ mod tests {
             assert_eq!(spec.to_string(), text);
             assert_eq!(spec.to_string().parse::<Spec>().unwrap(), spec);
         }
-        assert_eq!("taylor:sigmoid:5".parse::<Spec>().unwrap().to_string(), "t_sigmoid");
+        assert_eq!(
+            "taylor:sigmoid:5".parse::<Spec>().unwrap().to_string(),
+            "t_sigmoid"
+        );
     }
 
     #[test]

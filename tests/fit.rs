@@ -119,7 +119,10 @@ fn minimax_sigmoid_degree_5_meets_the_reference() {
     let fit = fit::minimax(&Sigmoid, 5, -5.0..=5.0).unwrap();
     assert_relative_eq!(fit.report.max_abs, 0.0118, max_relative = REFERENCE);
     assert_eq!(fit.method, Method::Minimax);
-    assert_eq!(fit.polynomial.domain(), Some(polyact::Interval::new(-5.0, 5.0).unwrap()));
+    assert_eq!(
+        fit.polynomial.domain(),
+        Some(polyact::Interval::new(-5.0, 5.0).unwrap())
+    );
     assert_eq!(fit.polynomial.degree(), 5);
     // sigmoid − 1/2 is odd: the even coefficients vanish exactly, the constant is 1/2.
     let c = fit.polynomial.coefficients_f64();
@@ -386,7 +389,10 @@ fn fits_move_with_the_interval() {
                 epsilon = 1e-8
             );
         }
-        assert_eq!(moved.polynomial.domain(), Some(polyact::Interval::new(0.0, 10.0).unwrap()));
+        assert_eq!(
+            moved.polynomial.domain(),
+            Some(polyact::Interval::new(0.0, 10.0).unwrap())
+        );
     }
     // An asymmetric interval around a kink.
     let fit = fit::minimax(&Relu, 4, -1.0..=3.0).unwrap();
@@ -428,7 +434,10 @@ fn sampled_least_squares_minimises_the_error_on_the_samples() {
         .collect();
     let sampled = fit::least_squares_on_samples(&Sigmoid, 5, &samples).unwrap();
     assert_eq!(sampled.method, Method::SampledLeastSquares);
-    assert_eq!(sampled.polynomial.domain(), Some(polyact::Interval::new(-6.0, 6.0).unwrap()));
+    assert_eq!(
+        sampled.polynomial.domain(),
+        Some(polyact::Interval::new(-6.0, 6.0).unwrap())
+    );
     assert_eq!(sampled.report.interval.ends(), (-6.0, 6.0));
     let sample_sse = |p: &Polynomial| -> f64 {
         samples

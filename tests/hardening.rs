@@ -38,7 +38,10 @@ fn trailing_zeros_do_not_turn_infinity_into_nan() {
     let p = trailing_zero();
     assert_eq!(p.degree(), 3);
     assert_eq!(p.coefficients().len(), 4);
-    for (x, want) in [(f64::INFINITY, f64::NEG_INFINITY), (f64::NEG_INFINITY, f64::INFINITY)] {
+    for (x, want) in [
+        (f64::INFINITY, f64::NEG_INFINITY),
+        (f64::NEG_INFINITY, f64::INFINITY),
+    ] {
         assert_eq!(p.eval(x), want);
         let mut out = [0.0];
         p.eval_slice(&[x], &mut out);
@@ -51,7 +54,11 @@ fn trailing_zeros_do_not_turn_infinity_into_nan() {
     assert_eq!(read.eval(f64::INFINITY), f64::NEG_INFINITY);
 
     let xs = Tensor::new(&[f32::INFINITY, f32::NEG_INFINITY], &Device::Cpu).unwrap();
-    let fused = PolyAct::new(&p).forward(&xs).unwrap().to_vec1::<f32>().unwrap();
+    let fused = PolyAct::new(&p)
+        .forward(&xs)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert_eq!(fused, [f32::NEG_INFINITY, f32::INFINITY]);
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
@@ -117,7 +124,10 @@ fn clamped_gradients_agree_at_the_bounds() {
     let dp = poly.differentiate();
     let want = [dp.eval(-1.5), dp.eval(2.0), 0.0, dp.eval(0.5)];
     for (got, want) in fused.iter().chain(&unfused).zip(want.iter().cycle()) {
-        assert!(relative_eq!(*got, *want, max_relative = 1e-12), "{got} vs {want}");
+        assert!(
+            relative_eq!(*got, *want, max_relative = 1e-12),
+            "{got} vs {want}"
+        );
     }
 }
 
@@ -133,19 +143,33 @@ fn tanh_prime(x: f64) -> f64 {
 #[test]
 fn derivatives_are_accurate_in_the_tails() {
     // Case 14: σ′(40) was 0 in f64 and tanh′(9) in f32 was off by 2x.
-    for x in [-300.0, -80.0, -40.0, -20.0, -9.0, 9.0, 20.0, 40.0, 80.0, 300.0] {
+    for x in [
+        -300.0, -80.0, -40.0, -20.0, -9.0, 9.0, 20.0, 40.0, 80.0, 300.0,
+    ] {
         let (s, t) = (sigmoid_prime(x), tanh_prime(x));
         let got = Activation::<f64>::derivative(&Sigmoid, x);
-        assert!(relative_eq!(got, s, max_relative = TAIL_F64), "σ′({x}) = {got}, want {s}");
+        assert!(
+            relative_eq!(got, s, max_relative = TAIL_F64),
+            "σ′({x}) = {got}, want {s}"
+        );
         if x.abs() < 350.0 {
             let got = Activation::<f64>::derivative(&Tanh, x);
-            assert!(relative_eq!(got, t, max_relative = TAIL_F64), "tanh′({x}) = {got}, want {t}");
+            assert!(
+                relative_eq!(got, t, max_relative = TAIL_F64),
+                "tanh′({x}) = {got}, want {t}"
+            );
         }
         if x.abs() <= 40.0 {
             let got = f64::from(Activation::<f32>::derivative(&Sigmoid, x as f32));
-            assert!(relative_eq!(got, s, max_relative = TAIL_F32), "f32 σ′({x}) = {got}");
+            assert!(
+                relative_eq!(got, s, max_relative = TAIL_F32),
+                "f32 σ′({x}) = {got}"
+            );
             let got = f64::from(Activation::<f32>::derivative(&Tanh, x as f32));
-            assert!(relative_eq!(got, t, max_relative = TAIL_F32), "f32 tanh′({x}) = {got}");
+            assert!(
+                relative_eq!(got, t, max_relative = TAIL_F32),
+                "f32 tanh′({x}) = {got}"
+            );
         }
     }
 }

@@ -9,8 +9,8 @@ use num_bigint::BigInt;
 use polyact::Polynomial;
 use polyact::he::fixed::{IntPolynomial, crt, residue, residue_i64};
 use polyact::he::head::{Dense, EncryptedHead, Head, QuantizedHead, Scales, argmax};
-use polyact::plan::Plan;
 use polyact::he::{Backend, Bfv, ExactBackend, HeError};
+use polyact::plan::Plan;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -110,7 +110,11 @@ fn the_core_cost_counts_the_plan_that_runs() {
     }
     for (degree, products) in [(13usize, 7usize), (14, 7), (15, 8), (16, 8)] {
         let cost = Polynomial::from_f64(&vec![0.5; degree + 1]).cost();
-        assert_eq!((cost.multiplications, cost.depth), (products, 4), "degree {degree}");
+        assert_eq!(
+            (cost.multiplications, cost.depth),
+            (products, 4),
+            "degree {degree}"
+        );
     }
     let m_sigmoid = polyact::presets::m_sigmoid();
     let plan = m_sigmoid.evaluation_plan();

@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::{AdamW, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use polyact::nn::{Act, Elementwise, Guarded, LearnablePoly, PolyAct, TensorActivation};
 use polyact::{
-    Activation, Elu, Real, Formula, Gelu, Identity, LeakyRelu, Mish, Polynomial, Relu, Sigmoid,
+    Activation, Elu, Formula, Gelu, Identity, LeakyRelu, Mish, Polynomial, Real, Relu, Sigmoid,
     Silu, Softplus, Softsign, Square, Tanh,
 };
 use rand::rngs::StdRng;

@@ -138,9 +138,15 @@ fn adjustments_are_exact() {
 fn domain_is_validated_and_travels() {
     let p = presets::m_tanh().with_domain(-2.0..=2.0).unwrap();
     assert_eq!(p.domain(), Some(polyact::Interval::new(-2.0, 2.0).unwrap()));
-    assert_eq!(p.differentiate().domain(), Some(polyact::Interval::new(-2.0, 2.0).unwrap()));
+    assert_eq!(
+        p.differentiate().domain(),
+        Some(polyact::Interval::new(-2.0, 2.0).unwrap())
+    );
     let stretched = p.rescale_input(&Coefficient::integer(-3)).unwrap();
-    assert_eq!(stretched.domain(), Some(polyact::Interval::new(-6.0, 6.0).unwrap()));
+    assert_eq!(
+        stretched.domain(),
+        Some(polyact::Interval::new(-6.0, 6.0).unwrap())
+    );
     for (lo, hi) in [
         (1.0, 1.0),
         (2.0, -2.0),

@@ -3,7 +3,7 @@
 //! evaluation against scalar evaluation, and values against independent closed forms.
 
 use polyact::{
-    Activation, Elu, Real, Gelu, Identity, LeakyRelu, Mish, Relu, Sigmoid, Silu, Softplus,
+    Activation, Elu, Gelu, Identity, LeakyRelu, Mish, Real, Relu, Sigmoid, Silu, Softplus,
     Softsign, Square, Tanh, presets,
 };
 

@@ -311,7 +311,11 @@ fn degree_thirty_works_for_every_smooth_activation_and_a_formula() {
     for f in smooth {
         let p = taylor_poly(f, 30).unwrap();
         // Sigmoid and tanh have no x^30 term (odd up to a constant); no trailing zeros are stored.
-        let want = if ["sigmoid", "tanh"].contains(&f.name()) { 30 } else { 31 };
+        let want = if ["sigmoid", "tanh"].contains(&f.name()) {
+            30
+        } else {
+            31
+        };
         assert_eq!(p.coefficients().len(), want, "{}", f.name());
         for x in [-0.5, 0.25, 0.5] {
             assert_abs_diff_eq!(p.eval(x), f.eval(x), epsilon = 1e-15);

@@ -73,4 +73,3 @@ pub fn forward_backward(c: &mut Criterion) {
     }
     group.finish();
 }
-

@@ -1,9 +1,9 @@
 //! Interpolation at Chebyshev nodes.
 
-use std::f64::consts::PI;
 use super::numeric::{check_finite, eval_all};
 use super::{Fit, Method, check_degree, finish};
 use crate::{Activation, Error, Interval, Result};
+use std::f64::consts::PI;
 
 /// The polynomial of degree ≤ `degree` that interpolates `f` at the `degree + 1` Chebyshev
 /// nodes of the first kind on `interval`, `xⱼ = (a + b)/2 + (b − a)/2 · cos(π(j + ½)/(n + 1))`.

@@ -1,7 +1,7 @@
 //! Least-squares fits: continuous on an interval, or over a sample of the inputs a layer sees.
 
-use super::numeric::{self, 
-    GivensLeastSquares, chebyshev_row, check_finite, composite_rule, eval_all,
+use super::numeric::{
+    self, GivensLeastSquares, chebyshev_row, check_finite, composite_rule, eval_all,
 };
 use super::{Fit, Method, QUADRATURE_POINTS, check_degree, finish};
 use crate::{Activation, Error, Interval, Result};

@@ -104,10 +104,7 @@ enum Exchange {
     /// The extrema are level: the current polynomial is the best.
     Converged,
     /// Move to these reference points.
-    Next {
-        reference: Vec<f64>,
-        max_error: f64,
-    },
+    Next { reference: Vec<f64>, max_error: f64 },
 }
 
 impl<'a, A: Activation<f64> + ?Sized> Remez<'a, A> {

@@ -109,7 +109,9 @@ pub(crate) fn drop_rounding_noise(c: &mut [f64]) {
 /// degrees on wide intervals; that is a property of the monomial basis, which the error report
 /// measures on the polynomial as returned.
 pub(crate) fn chebyshev_to_monomial(c: &[f64], span: Interval) -> Result<Polynomial> {
-    let exact = |v: f64| Coefficient::rational(BigRational::from_float(v).unwrap_or_else(BigRational::zero));
+    let exact = |v: f64| {
+        Coefficient::rational(BigRational::from_float(v).unwrap_or_else(BigRational::zero))
+    };
     // Σ cₖ Tₖ(t) in powers of t, with Tₖ built by Tₖ = 2t·Tₖ₋₁ − Tₖ₋₂ in integers.
     let mut in_t = vec![BigRational::zero(); c.len()];
     let mut previous: Vec<BigInt> = vec![BigInt::one()]; // T₀

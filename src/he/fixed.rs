@@ -15,9 +15,9 @@ use num_rational::BigRational;
 use num_traits::{One, Signed, ToPrimitive, Zero};
 
 use super::backend::{Backend, ExactBackend};
-use crate::plan::Plan;
 use super::{HeError, Result};
 use crate::Polynomial;
+use crate::plan::Plan;
 
 /// The exact rational coefficients of `p`, ascending powers.
 ///

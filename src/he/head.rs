@@ -29,9 +29,9 @@ use super::backend::{Backend, ExactBackend};
 use super::fixed::{
     IntPolynomial, NoiseModel, OpCount, Quantizer, crt, log2, residue, residue_i64,
 };
-use crate::plan::Step;
 use super::{HeError, Result};
 use crate::Polynomial;
+use crate::plan::Step;
 
 /// A dense layer in floating point: `y = x · W + b` with `W` stored row-major as
 /// `[inputs][outputs]` (Keras' kernel layout).

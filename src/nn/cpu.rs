@@ -267,8 +267,7 @@ impl<S: Elem, K: Reduce2> Kernel for Reduce2Chunk<'_, S, K> {
         for (x, g) in self.x.chunks(BLOCK).zip(self.g.chunks(BLOCK)) {
             let x = S::input(x, &mut xb);
             let g = S::input(g, &mut gb);
-            self.kernel
-                .block::<S::C, FMA>(x, g, &mut lanes, &mut sums);
+            self.kernel.block::<S::C, FMA>(x, g, &mut lanes, &mut sums);
         }
         sums
     }
@@ -284,7 +283,11 @@ fn run_map1<S: Elem>(kernel: &impl Map1, x: &[S]) -> Vec<S> {
     let mut out = zeroed(x.len());
     for_chunks(&mut out, |start, chunk| {
         let x = &x[start..start + chunk.len()];
-        kernel::dispatch(Map1Chunk { kernel, x, out: chunk })
+        kernel::dispatch(Map1Chunk {
+            kernel,
+            x,
+            out: chunk,
+        })
     });
     out
 }
@@ -294,7 +297,12 @@ fn run_map2<S: Elem>(kernel: &impl Map2, x: &[S], g: &[S]) -> Vec<S> {
     for_chunks(&mut out, |start, chunk| {
         let range = start..start + chunk.len();
         let (x, g) = (&x[range.clone()], &g[range]);
-        kernel::dispatch(Map2Chunk { kernel, x, g, out: chunk })
+        kernel::dispatch(Map2Chunk {
+            kernel,
+            x,
+            g,
+            out: chunk,
+        })
     });
     out
 }

@@ -221,4 +221,3 @@ impl Reduce2 for PowerSums {
         }
     }
 }
-

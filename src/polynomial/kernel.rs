@@ -274,7 +274,11 @@ mod tests {
         let mut out = vec![0.0; xs.len()];
         horner_slice(&c, &xs, &mut out);
         for (&x, &y) in xs.iter().zip(&out) {
-            let naive: f64 = c.iter().enumerate().map(|(k, c)| c * x.powi(k as i32)).sum();
+            let naive: f64 = c
+                .iter()
+                .enumerate()
+                .map(|(k, c)| c * x.powi(k as i32))
+                .sum();
             assert!((y - naive).abs() <= 1e-12 * naive.abs().max(1.0), "x = {x}");
         }
         let portable: Vec<f64> = xs

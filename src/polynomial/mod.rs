@@ -438,9 +438,7 @@ impl<T: Real> Activation<T> for Polynomial {
     }
 
     fn derivative_slice(&self, xs: &[T], out: &mut [T]) {
-        kernel::with_converted(self.derivative_f64(), |c| {
-            kernel::horner_slice(c, xs, out)
-        });
+        kernel::with_converted(self.derivative_f64(), |c| kernel::horner_slice(c, xs, out));
     }
 }
 
