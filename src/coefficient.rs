@@ -418,11 +418,52 @@ pub(crate) fn decimal_to_rational(x: f64) -> Option<BigRational> {
 /// The serialised form: the `f64` value plus the exact form as text.
 #[derive(Serialize, Deserialize)]
 struct CoefficientRepr {
+    #[serde(with = "finite_or_text")]
     value: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rational: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     symbolic: Option<String>,
+}
+
+/// `f64` values in formats without NaN and infinities (JSON): finite values as numbers, the
+/// others as the text `"NaN"`, `"inf"`, `"-inf"`, so that every coefficient reads back. A `null`
+/// (what such formats wrote for NaN before) reads as NaN.
+mod finite_or_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        match *v {
+            v if v.is_finite() => s.serialize_f64(v),
+            v if v.is_nan() => s.serialize_str("NaN"),
+            v if v > 0.0 => s.serialize_str("inf"),
+            _ => s.serialize_str("-inf"),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Number(f64),
+        Text(String),
+        Null(()),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Number(v) => Ok(v),
+            Repr::Null(()) => Ok(f64::NAN),
+            Repr::Text(t) => match t.as_str() {
+                "NaN" => Ok(f64::NAN),
+                "inf" => Ok(f64::INFINITY),
+                "-inf" => Ok(f64::NEG_INFINITY),
+                other => Err(serde::de::Error::custom(format!(
+                    "a coefficient value is a number, \"NaN\", \"inf\" or \"-inf\", not {:?}",
+                    crate::error::shorten(other)
+                ))),
+            },
+        }
+    }
 }
 
 impl From<Coefficient> for CoefficientRepr {

@@ -97,6 +97,19 @@ fn reversed_domains_do_not_load() {
 }
 
 #[test]
+fn non_finite_coefficients_read_back() {
+    // Case 12: a NaN/inf coefficient serialised as `null` and could not be read back.
+    let p = Polynomial::from_f64(&[f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1.0]);
+    let json = serde_json::to_string(&p).unwrap();
+    let back: Polynomial = serde_json::from_str(&json).unwrap();
+    let c = back.coefficients_f64();
+    assert!(c[0].is_nan(), "{json}");
+    assert_eq!((c[1], c[2]), (f64::INFINITY, f64::NEG_INFINITY), "{json}");
+    let old: Polynomial = serde_json::from_str(r#"{"coefficients":[{"value":null}]}"#).unwrap();
+    assert!(old.coefficients_f64()[0].is_nan());
+}
+
+#[test]
 fn integer_tensors_are_refused_or_compared_exactly() {
     // Case 13: forward_unfused on integers returned zeros; out_of_range on u8 cast the bounds.
     let layer = PolyAct::new(&polyact::presets::m_sigmoid());
