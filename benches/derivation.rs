@@ -51,13 +51,13 @@ fn fits(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(1));
     for degree in [5, 9] {
         group.bench_function(BenchmarkId::new("least_squares", degree), |b| {
-            b.iter(|| fit::least_squares(&Sigmoid, black_box(degree), -5.0..=5.0));
+            b.iter(|| fit::least_squares(Sigmoid, black_box(degree), -5.0..=5.0));
         });
         group.bench_function(BenchmarkId::new("chebyshev", degree), |b| {
-            b.iter(|| fit::chebyshev(&Sigmoid, black_box(degree), -5.0..=5.0));
+            b.iter(|| fit::chebyshev(Sigmoid, black_box(degree), -5.0..=5.0));
         });
         group.bench_function(BenchmarkId::new("minimax", degree), |b| {
-            b.iter(|| fit::minimax(&Sigmoid, black_box(degree), -5.0..=5.0));
+            b.iter(|| fit::minimax(Sigmoid, black_box(degree), -5.0..=5.0));
         });
     }
     group.finish();

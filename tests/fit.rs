@@ -116,7 +116,7 @@ impl Activation<f64> for NanAboveOne {
 
 #[test]
 fn minimax_sigmoid_degree_5_meets_the_reference() {
-    let fit = fit::minimax(&Sigmoid, 5, -5.0..=5.0).unwrap();
+    let fit = fit::minimax(Sigmoid, 5, -5.0..=5.0).unwrap();
     assert_relative_eq!(fit.report.max_abs, 0.0118, max_relative = REFERENCE);
     assert_eq!(fit.method, Method::Minimax);
     assert_eq!(
@@ -140,7 +140,7 @@ fn minimax_sigmoid_degree_5_meets_the_reference() {
 
 #[test]
 fn minimax_sigmoid_degree_3_meets_the_reference_value_and_coefficients() {
-    let fit = fit::minimax(&Sigmoid, 3, -5.0..=5.0).unwrap();
+    let fit = fit::minimax(Sigmoid, 3, -5.0..=5.0).unwrap();
     assert_relative_eq!(fit.report.max_abs, 0.0389, max_relative = REFERENCE);
     let c = fit.polynomial.coefficients_f64();
     assert_eq!(c.len(), 4);
@@ -155,20 +155,20 @@ fn minimax_relu_degree_2_is_the_closed_form() {
     // relu = x/2 + |x|/2, and the best quadratic for |x| on [-R, R] is x²/R + R/8 with error
     // R/8: so relu ≈ R/16 + x/2 + x²/(2R), error exactly R/16.
     for r in [1.0, 5.0, 12.0] {
-        let fit = fit::minimax(&Relu, 2, -r..=r).unwrap();
+        let fit = fit::minimax(Relu, 2, -r..=r).unwrap();
         assert_relative_eq!(fit.report.max_abs, r / 16.0, max_relative = TIGHT);
         let c = fit.polynomial.coefficients_f64();
         assert_relative_eq!(c[0], r / 16.0, max_relative = 1e-7);
         assert_relative_eq!(c[1], 0.5, max_relative = 1e-7);
         assert_relative_eq!(c[2], 1.0 / (2.0 * r), max_relative = 1e-7);
     }
-    let fit = fit::minimax(&Relu, 2, -5.0..=5.0).unwrap();
+    let fit = fit::minimax(Relu, 2, -5.0..=5.0).unwrap();
     assert_relative_eq!(fit.report.max_abs, 0.3125, max_relative = REFERENCE);
 }
 
 #[test]
 fn taylor_sigmoid_degree_5_error_meets_the_reference() {
-    let report = fit::error_report(&sigmoid_taylor_5(), &Sigmoid, -5.0..=5.0).unwrap();
+    let report = fit::error_report(sigmoid_taylor_5(), Sigmoid, -5.0..=5.0).unwrap();
     assert_relative_eq!(report.max_abs, 4.66, max_relative = REFERENCE);
     // Closed form: the error is largest at the ends, p(5) = 181/32 exactly.
     let exact = 181.0 / 32.0 - Sigmoid.eval(5.0_f64);
@@ -235,7 +235,7 @@ fn symmetric_functions_at_the_degree_whose_top_coefficient_vanishes() {
     // And the even-degree relu fits whose reference starts out symmetric (degenerate) converge.
     let mut previous = f64::INFINITY;
     for degree in 0..=20 {
-        let fit = fit::minimax(&Relu, degree, -5.0..=5.0).unwrap();
+        let fit = fit::minimax(Relu, degree, -5.0..=5.0).unwrap();
         assert!(
             fit.report.max_abs <= previous * (1.0 + 1e-9),
             "relu degree {degree}"
@@ -243,7 +243,7 @@ fn symmetric_functions_at_the_degree_whose_top_coefficient_vanishes() {
         previous = fit.report.max_abs;
     }
     // Degree 0: the midrange of sigmoid, half its range as the error.
-    let constant = fit::minimax(&Sigmoid, 0, -5.0..=5.0).unwrap();
+    let constant = fit::minimax(Sigmoid, 0, -5.0..=5.0).unwrap();
     assert_abs_diff_eq!(constant.polynomial.eval(1.0), 0.5, epsilon = ROUNDING);
     let half_range = (Sigmoid.eval(5.0_f64) - Sigmoid.eval(-5.0_f64)) / 2.0;
     assert_relative_eq!(constant.report.max_abs, half_range, max_relative = TIGHT);
@@ -320,7 +320,7 @@ fn least_squares_has_the_smallest_rms_error() {
 #[test]
 fn least_squares_of_relu_on_the_unit_interval_is_the_closed_form() {
     // Projection onto 1, x: mean ∫relu/2 = 1/4, slope (3/2)∫x·relu = 1/2.
-    let fit = fit::least_squares(&Relu, 1, -1.0..=1.0).unwrap();
+    let fit = fit::least_squares(Relu, 1, -1.0..=1.0).unwrap();
     let c = fit.polynomial.coefficients_f64();
     assert_abs_diff_eq!(c[0], 0.25, epsilon = ROUNDING);
     assert_abs_diff_eq!(c[1], 0.5, epsilon = ROUNDING);
@@ -357,7 +357,7 @@ fn polynomials_of_degree_at_most_n_are_reproduced() {
             assert!(fit.report.max_abs < 1e-11, "{} degree {degree}", fit.method);
         }
     }
-    let line = fit::least_squares_on_samples(&Identity, 1, &[-1.0, 0.5, 2.0, 7.0]).unwrap();
+    let line = fit::least_squares_on_samples(Identity, 1, &[-1.0, 0.5, 2.0, 7.0]).unwrap();
     assert!(line.report.max_abs < ROUNDING);
 }
 
@@ -395,7 +395,7 @@ fn fits_move_with_the_interval() {
         );
     }
     // An asymmetric interval around a kink.
-    let fit = fit::minimax(&Relu, 4, -1.0..=3.0).unwrap();
+    let fit = fit::minimax(Relu, 4, -1.0..=3.0).unwrap();
     let samples = error_samples(&fit.polynomial, &Relu, -1.0, 3.0, 100_000);
     assert!(alternation_points(&samples, fit.report.max_abs, 1.0 - 1e-4).len() >= 6);
 }
@@ -404,7 +404,7 @@ fn fits_move_with_the_interval() {
 fn the_chebyshev_fit_interpolates_at_the_nodes_and_keeps_its_chebyshev_form() {
     let (lo, hi) = (-3.0, 2.0);
     let degree = 6;
-    let fit = fit::chebyshev(&Tanh, degree, lo..=hi).unwrap();
+    let fit = fit::chebyshev(Tanh, degree, lo..=hi).unwrap();
     for j in 0..=degree {
         let t = (PI * (j as f64 + 0.5) / (degree + 1) as f64).cos();
         let x = (lo + hi) / 2.0 + (hi - lo) / 2.0 * t;
@@ -432,7 +432,7 @@ fn sampled_least_squares_minimises_the_error_on_the_samples() {
     let samples: Vec<f64> = (-3000..=3000)
         .map(|i| (i as f64 / 500.0).powi(3) / 36.0)
         .collect();
-    let sampled = fit::least_squares_on_samples(&Sigmoid, 5, &samples).unwrap();
+    let sampled = fit::least_squares_on_samples(Sigmoid, 5, &samples).unwrap();
     assert_eq!(sampled.method, Method::SampledLeastSquares);
     assert_eq!(
         sampled.polynomial.domain(),
@@ -451,8 +451,8 @@ fn sampled_least_squares_minimises_the_error_on_the_samples() {
     }
     // Uniform samples approach the continuous least-squares fit.
     let uniform: Vec<f64> = (0..=20_000).map(|i| -5.0 + i as f64 / 2000.0).collect();
-    let discrete = fit::least_squares_on_samples(&Sigmoid, 5, &uniform).unwrap();
-    let continuous = fit::least_squares(&Sigmoid, 5, -5.0..=5.0).unwrap();
+    let discrete = fit::least_squares_on_samples(Sigmoid, 5, &uniform).unwrap();
+    let continuous = fit::least_squares(Sigmoid, 5, -5.0..=5.0).unwrap();
     for (a, b) in discrete
         .polynomial
         .coefficients_f64()
@@ -463,7 +463,7 @@ fn sampled_least_squares_minimises_the_error_on_the_samples() {
     }
     // Repeating a sample weighs it more: doubling every sample changes nothing.
     let doubled: Vec<f64> = samples.iter().chain(&samples).copied().collect();
-    let twice = fit::least_squares_on_samples(&Sigmoid, 5, &doubled).unwrap();
+    let twice = fit::least_squares_on_samples(Sigmoid, 5, &doubled).unwrap();
     for (a, b) in twice
         .polynomial
         .coefficients_f64()
@@ -476,7 +476,7 @@ fn sampled_least_squares_minimises_the_error_on_the_samples() {
 
 #[test]
 fn sampled_least_squares_rejects_unusable_samples() {
-    let fails = |samples: &[f64], degree| fit::least_squares_on_samples(&Sigmoid, degree, samples);
+    let fails = |samples: &[f64], degree| fit::least_squares_on_samples(Sigmoid, degree, samples);
     assert!(matches!(fails(&[], 1), Err(Error::Fit { .. })));
     assert!(matches!(
         fails(&[0.0, f64::NAN, 1.0], 1),
@@ -517,7 +517,7 @@ fn a_function_against_itself_has_no_error() {
 #[test]
 fn the_report_finds_the_function_bounds_by_sampling() {
     let bounds = |f: &dyn Activation<f64>| {
-        let report = fit::error_report(&Identity, f, -1.0..=1.0).unwrap();
+        let report = fit::error_report(Identity, f, -1.0..=1.0).unwrap();
         (report.lower_bound, report.upper_bound)
     };
     let (lo, hi) = bounds(&Sigmoid);
@@ -543,7 +543,7 @@ fn the_report_finds_the_function_bounds_by_sampling() {
 fn the_report_checks_bounds_and_monotonicity() {
     // The Taylor polynomial leaves [0, 1] (p(±5) = 1/2 ± 165/32) but stays increasing:
     // p' = 1/4 − x²/16 + x⁴/96 > 0.
-    let taylor = fit::error_report(&sigmoid_taylor_5(), &Sigmoid, -5.0..=5.0).unwrap();
+    let taylor = fit::error_report(sigmoid_taylor_5(), Sigmoid, -5.0..=5.0).unwrap();
     match taylor.bounded {
         ShapeCheck::Broken { at, by } => {
             assert_relative_eq!(at.abs(), 5.0, max_relative = TIGHT);
@@ -554,7 +554,7 @@ fn the_report_checks_bounds_and_monotonicity() {
     assert_eq!(taylor.monotone, ShapeCheck::Kept);
     // The degree-3 minimax fit turns back near the ends: p' = 0.1975 − 3·0.004265·x² < 0
     // for |x| > 3.93.
-    let cubic = fit::minimax(&Sigmoid, 3, -5.0..=5.0).unwrap();
+    let cubic = fit::minimax(Sigmoid, 3, -5.0..=5.0).unwrap();
     match cubic.report.monotone {
         ShapeCheck::Broken { at, by } => {
             let c = cubic.polynomial.coefficients_f64();
@@ -570,24 +570,24 @@ fn the_report_checks_bounds_and_monotonicity() {
         other => panic!("expected broken monotonicity, got {other:?}"),
     }
     // Degree 9 keeps both.
-    let nine = fit::minimax(&Sigmoid, 9, -5.0..=5.0).unwrap();
+    let nine = fit::minimax(Sigmoid, 9, -5.0..=5.0).unwrap();
     assert_eq!(
         (nine.report.bounded, nine.report.monotone),
         (ShapeCheck::Kept, ShapeCheck::Kept)
     );
     // gelu is not monotone on [-5, 5] but is on [0, 5]; identity is unbounded.
-    let gelu = fit::error_report(&Identity, &Gelu, -5.0..=5.0).unwrap();
+    let gelu = fit::error_report(Identity, Gelu, -5.0..=5.0).unwrap();
     assert_eq!(gelu.monotone, ShapeCheck::NotApplicable);
-    let gelu = fit::error_report(&Identity, &Gelu, 0.0..=5.0).unwrap();
+    let gelu = fit::error_report(Identity, Gelu, 0.0..=5.0).unwrap();
     assert_eq!(gelu.monotone, ShapeCheck::Kept);
-    let identity = fit::error_report(&Square, &Identity, -1.0..=1.0).unwrap();
+    let identity = fit::error_report(Square, Identity, -1.0..=1.0).unwrap();
     assert_eq!(identity.bounded, ShapeCheck::NotApplicable);
     assert!(matches!(identity.monotone, ShapeCheck::Broken { .. }));
 }
 
 #[test]
 fn the_report_displays_on_one_line() {
-    let report = fit::error_report(&sigmoid_taylor_5(), &Sigmoid, -5.0..=5.0).unwrap();
+    let report = fit::error_report(sigmoid_taylor_5(), Sigmoid, -5.0..=5.0).unwrap();
     let line = report.to_string();
     assert!(!line.contains('\n'), "{line}");
     assert!(line.starts_with("max |error| 4.663 at x = "), "{line}");
@@ -601,7 +601,7 @@ fn the_report_displays_on_one_line() {
 
 #[test]
 fn fits_and_reports_round_trip_through_serde() {
-    let fit = fit::minimax(&Tanh, 5, -2.0..=2.0).unwrap();
+    let fit = fit::minimax(Tanh, 5, -2.0..=2.0).unwrap();
     let json = serde_json::to_string(&fit).unwrap();
     let back: Fit = serde_json::from_str(&json).unwrap();
     assert_eq!(back.method, fit.method);
@@ -622,7 +622,7 @@ fn fits_and_reports_round_trip_through_serde() {
 fn trait_objects_can_be_fitted() {
     let boxed: Box<dyn Activation<f64>> = Box::new(Tanh);
     let fit = fit::minimax(boxed.as_ref(), 5, -2.0..=2.0).unwrap();
-    let direct = fit::minimax(&Tanh, 5, -2.0..=2.0).unwrap();
+    let direct = fit::minimax(Tanh, 5, -2.0..=2.0).unwrap();
     assert_relative_eq!(
         fit.report.max_abs,
         direct.report.max_abs,
@@ -651,11 +651,11 @@ fn invalid_intervals_are_rejected_by_every_entry_point() {
                 "{interval:?}: {r:?}"
             )
         };
-        expect(fit::least_squares(&Sigmoid, 3, interval.clone()));
-        expect(fit::chebyshev(&Sigmoid, 3, interval.clone()));
-        expect(fit::minimax(&Sigmoid, 3, interval.clone()));
+        expect(fit::least_squares(Sigmoid, 3, interval.clone()));
+        expect(fit::chebyshev(Sigmoid, 3, interval.clone()));
+        expect(fit::minimax(Sigmoid, 3, interval.clone()));
         assert!(matches!(
-            fit::error_report(&Sigmoid, &Tanh, interval.clone()),
+            fit::error_report(Sigmoid, Tanh, interval.clone()),
             Err(Error::InvalidInterval { .. })
         ));
     }
@@ -665,20 +665,20 @@ fn invalid_intervals_are_rejected_by_every_entry_point() {
 fn degrees_beyond_the_limit_or_beyond_f64_are_rejected() {
     let too_high = fit::MAX_DEGREE + 1;
     for r in [
-        fit::least_squares(&Sigmoid, too_high, -1.0..=1.0),
-        fit::chebyshev(&Sigmoid, too_high, -1.0..=1.0),
-        fit::minimax(&Sigmoid, too_high, -1.0..=1.0),
+        fit::least_squares(Sigmoid, too_high, -1.0..=1.0),
+        fit::chebyshev(Sigmoid, too_high, -1.0..=1.0),
+        fit::minimax(Sigmoid, too_high, -1.0..=1.0),
     ] {
         assert!(matches!(r, Err(Error::Degree { requested, .. }) if requested == too_high));
     }
     // Degree 40 on [0, 10]: the monomial coefficients cannot hold the fit in f64.
-    let r = fit::chebyshev(&Sigmoid, 40, 0.0..=10.0);
+    let r = fit::chebyshev(Sigmoid, 40, 0.0..=10.0);
     assert!(
         matches!(r, Err(Error::Degree { requested: 40, .. })),
         "{r:?}"
     );
     // while the same degree centred and on [-1, 1] is fine.
-    let fine = fit::chebyshev(&Sigmoid, 40, -1.0..=1.0).unwrap();
+    let fine = fit::chebyshev(Sigmoid, 40, -1.0..=1.0).unwrap();
     assert!(fine.report.max_abs < 1e-13);
 }
 
@@ -691,7 +691,7 @@ fn functions_that_are_not_finite_are_reported() {
     ] {
         assert!(matches!(r, Err(Error::Fit { .. })), "{r:?}");
     }
-    let report = fit::error_report(&Identity, &NanAboveOne, 0.0..=2.0);
+    let report = fit::error_report(Identity, &NanAboveOne, 0.0..=2.0);
     assert!(matches!(
         report,
         Err(Error::Fit {

@@ -70,7 +70,7 @@ fn trailing_zeros_do_not_turn_infinity_into_nan() {
 #[test]
 fn minimax_of_even_degree_keeps_finite_limits() {
     // Case 8 (fits): a degree-6 fit of an odd-symmetric function has a zero x⁶ term.
-    let fit = fit::minimax(&Sigmoid, 6, -5.0..=5.0).unwrap();
+    let fit = fit::minimax(Sigmoid, 6, -5.0..=5.0).unwrap();
     assert!(fit.polynomial.eval(f64::INFINITY).is_infinite());
 }
 

@@ -19,6 +19,53 @@ use sha2::{Digest, Sha256};
 const MAX_IDX_BYTES: u64 = 256 << 20;
 /// Largest download accepted.
 const MAX_DOWNLOAD_BYTES: u64 = 128 << 20;
+
+/// A download that sends nothing for this long is abandoned (a stalled mirror).
+const STALL_LIMIT: Duration = Duration::from_secs(20);
+
+/// Reads `reader` to the end on a helper thread, failing when no byte arrives for `stall`, or
+/// when more than [`MAX_DOWNLOAD_BYTES`] arrive.
+fn read_with_stall_limit(
+    mut reader: impl std::io::Read + Send + 'static,
+    stall: Duration,
+) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind};
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let chunk = match reader.read(&mut buf) {
+                Ok(n) => Ok(buf[..n].to_vec()),
+                Err(e) => Err(e),
+            };
+            let done = matches!(&chunk, Ok(c) if c.is_empty()) || chunk.is_err();
+            if tx.send(chunk).is_err() || done {
+                return;
+            }
+        }
+    });
+    let mut body = Vec::new();
+    loop {
+        match rx.recv_timeout(stall) {
+            Ok(Ok(chunk)) if chunk.is_empty() => return Ok(body),
+            Ok(Ok(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() as u64 > MAX_DOWNLOAD_BYTES {
+                    let limit = MAX_DOWNLOAD_BYTES;
+                    return Err(Error::other(format!("more than {limit} bytes")));
+                }
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                let (got, secs) = (body.len(), stall.as_secs());
+                return Err(Error::new(
+                    ErrorKind::TimedOut,
+                    format!("the mirror sent nothing for {secs} s after {got} bytes"),
+                ));
+            }
+        }
+    }
+}
 /// Magic number of an IDX file of unsigned bytes with three dimensions (images).
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 /// Magic number of an IDX file of unsigned bytes with one dimension (labels).
@@ -501,12 +548,8 @@ pub fn download(mirror: &str, file: &KnownFile, dir: &Path) -> Result<PathBuf, D
         .timeout_global(Some(Duration::from_secs(300)))
         .build()
         .into();
-    let mut response = agent.get(&url).call().map_err(|e| failed(e.to_string()))?;
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_DOWNLOAD_BYTES)
-        .read_to_vec()
+    let response = agent.get(&url).call().map_err(|e| failed(e.to_string()))?;
+    let body = read_with_stall_limit(response.into_body().into_reader(), STALL_LIMIT)
         .map_err(|e| failed(e.to_string()))?;
 
     let gz_digest = hex(&Sha256::digest(&body));
@@ -548,6 +591,36 @@ pub fn download(mirror: &str, file: &KnownFile, dir: &Path) -> Result<PathBuf, D
         io(&target, e)
     })?;
     Ok(target)
+}
+
+#[cfg(test)]
+mod stall_tests {
+    use super::*;
+
+    /// A reader that sends a few bytes, then stalls far longer than the limit.
+    struct Stalling(u8);
+    impl std::io::Read for Stalling {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                std::thread::sleep(Duration::from_secs(30));
+                return Ok(0);
+            }
+            self.0 -= 1;
+            buf[0] = 7;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn a_stalled_mirror_times_out() {
+        let start = std::time::Instant::now();
+        let err = read_with_stall_limit(Stalling(3), Duration::from_millis(300)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(err.to_string().contains("after 3 bytes"), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        let whole = read_with_stall_limit(&b"abc"[..], Duration::from_secs(5)).unwrap();
+        assert_eq!(whole, b"abc");
+    }
 }
 
 #[cfg(test)]

@@ -293,13 +293,17 @@ mod tests {
     #[test]
     fn infinite_inputs_give_infinite_values() {
         let c = [1.0_f32, 0.0, 2.0];
-        assert_eq!(horner::<f32, true>(&c, f32::INFINITY), f32::INFINITY);
-        assert_eq!(horner::<f32, false>(&[], 3.0), 0.0);
+        let top = horner::<f32, true>(&c, f32::INFINITY);
+        assert!(top.is_infinite() && top > 0.0);
+        assert!(horner::<f32, false>(&[], 3.0).abs() < f32::MIN_POSITIVE);
     }
 
     #[test]
     fn derivative_coefficients() {
         let d: Vec<f64> = differentiate(&[5.0, 3.0, 2.0, 1.0], |c, k| c * k as f64).collect();
-        assert_eq!(d, vec![3.0, 4.0, 3.0]);
+        for (got, want) in d.iter().zip([3.0, 4.0, 3.0]) {
+            assert!((got - want).abs() < 1e-15);
+        }
+        assert_eq!(d.len(), 3);
     }
 }
