@@ -292,7 +292,12 @@ impl Spec {
         Ok(match (self, self.polynomial()?) {
             (_, Some(p)) => Box::new(p),
             (Spec::Builtin(b), None) => b.activation(),
-            (other, None) => unreachable!("{other} builds a polynomial"),
+            (other, None) => {
+                return Err(Error::Parse {
+                    formula: shorten(&other.to_string()),
+                    reason: "learn: needs a polynomial to start from, e.g. learn:m_sigmoid".into(),
+                });
+            }
         })
     }
 }
@@ -456,6 +461,9 @@ mod tests {
             let err = text.parse::<Spec>().unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
         }
+        // Built directly, not parsed: still an error, not a panic.
+        let direct = Spec::Learnable(Box::new(Spec::Builtin(Builtin::Relu)));
+        assert!(direct.activation().is_err());
         let long = "x".repeat(100_000);
         assert!(long.parse::<Spec>().unwrap_err().to_string().len() < 1_000);
     }

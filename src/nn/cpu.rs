@@ -273,8 +273,8 @@ impl<S: Elem, K: Reduce2> Kernel for Reduce2Chunk<'_, S, K> {
     }
 }
 
-/// A zeroed output of `n` elements (fresh zeroed pages for the native types, so zeroing costs
-/// no pass of its own).
+/// A zeroed output of `n` elements, which the kernels then overwrite (safe code only: no
+/// uninitialised memory relies on every kernel writing every element).
 fn zeroed<S: Elem>(n: usize) -> Vec<S> {
     vec![S::zero(); n]
 }
