@@ -75,7 +75,7 @@ fn main() -> Result<()> {
     println!();
     println!("errors against the function named on the row; m_relu is compared with softplus,");
     println!("whose series the study adjusted. mults and depth: ciphertext multiplications");
-    println!("(Paterson-Stockmeyer) and multiplicative depth under homomorphic encryption.");
+    println!("of the evaluation plan the he module runs, and its multiplicative depth.");
     Ok(())
 }
 
