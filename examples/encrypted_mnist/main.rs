@@ -21,6 +21,11 @@
 
 mod model;
 
+// Every ciphertext operation makes fresh multi-megabyte polynomials; glibc's malloc hands them
+// back to the operating system and page-faults them in again each time, mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
