@@ -40,7 +40,9 @@ fn compute_cap() -> Result<String, String> {
     if let Ok(cap) = env::var("CUDA_COMPUTE_CAP") {
         let digits = cap.replace('.', "");
         if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(format!("CUDA_COMPUTE_CAP={cap:?} is not a compute capability like 90"));
+            return Err(format!(
+                "CUDA_COMPUTE_CAP={cap:?} is not a compute capability like 90"
+            ));
         }
         return Ok(digits);
     }
@@ -56,9 +58,11 @@ fn compute_cap() -> Result<String, String> {
     let text = String::from_utf8_lossy(&output.stdout);
     match text.lines().next().map(|l| l.trim().replace('.', "")) {
         Some(cap) if output.status.success() && !cap.is_empty() => Ok(cap),
-        _ => Err("CUDA_COMPUTE_CAP is not set and nvidia-smi reported no GPU; set it, \
+        _ => Err(
+            "CUDA_COMPUTE_CAP is not set and nvidia-smi reported no GPU; set it, \
                   e.g. CUDA_COMPUTE_CAP=90"
-            .into()),
+                .into(),
+        ),
     }
 }
 

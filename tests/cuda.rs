@@ -50,7 +50,10 @@ fn values(t: &Tensor) -> Result<Vec<f64>> {
 /// Fails unless `gpu` matches `cpu` elementwise within `tol · max(1, |cpu|)`, NaN matching NaN.
 fn assert_close(cpu: &Tensor, gpu: &Tensor, tol: f64, what: &str) -> Result<()> {
     assert_eq!(cpu.dims(), gpu.dims(), "{what}: shapes differ");
-    assert!(gpu.device().is_cuda(), "{what}: the GPU result is not on the GPU");
+    assert!(
+        gpu.device().is_cuda(),
+        "{what}: the GPU result is not on the GPU"
+    );
     let (c, g) = (values(cpu)?, values(gpu)?);
     for (i, (c, g)) in c.iter().zip(&g).enumerate() {
         let ok = if c.is_nan() || g.is_nan() {
@@ -58,7 +61,10 @@ fn assert_close(cpu: &Tensor, gpu: &Tensor, tol: f64, what: &str) -> Result<()> 
         } else {
             (c - g).abs() <= tol * c.abs().max(1.0)
         };
-        assert!(ok, "{what}: element {i}: cpu {c}, gpu {g} (tolerance {tol})");
+        assert!(
+            ok,
+            "{what}: element {i}: cpu {c}, gpu {g} (tolerance {tol})"
+        );
     }
     Ok(())
 }
@@ -135,7 +141,10 @@ fn poly_layers() -> Result<Vec<(&'static str, PolyAct)>> {
     let clamped = PolyAct::new(&poly)
         .with_clamp()
         .map_err(candle_core::Error::wrap)?;
-    Ok(vec![("unclamped", PolyAct::new(&poly)), ("clamped", clamped)])
+    Ok(vec![
+        ("unclamped", PolyAct::new(&poly)),
+        ("clamped", clamped),
+    ])
 }
 
 #[test]
@@ -175,7 +184,11 @@ fn coefficient_grads(
 ) -> Result<Vec<Tensor>> {
     let data = varmap.data().lock().expect("varmap lock");
     let mut names: Vec<&String> = data.keys().collect();
-    names.sort_by_key(|n| n.trim_start_matches("act.c").parse::<usize>().unwrap_or(usize::MAX));
+    names.sort_by_key(|n| {
+        n.trim_start_matches("act.c")
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+    });
     Ok(names
         .into_iter()
         .map(|n| {
@@ -240,7 +253,12 @@ fn learnable_poly_of_degree_above_one_launch_chunk_matches_the_cpu() -> Result<(
     // 40 coefficients: the coefficient gradients take two launches of 32 and 8.
     let coefficients: Vec<f64> = (0..40).map(|k| 1.0 / (k as f64 + 1.0)).collect();
     let poly = Polynomial::from_f64(&coefficients);
-    compare_learnable(&poly, false, grid(33 * 64, -1.0, 1.0), "learnable degree 39")
+    compare_learnable(
+        &poly,
+        false,
+        grid(33 * 64, -1.0, 1.0),
+        "learnable degree 39",
+    )
 }
 
 #[test]
@@ -262,11 +280,22 @@ fn clamp_ends_and_nan_match_the_cpu() -> Result<()> {
         let (yg, gg) = run(&layer, &bg, View::Contiguous)?;
         let what = format!("clamp ends {dtype:?}");
         assert_close(&yc, &yg, tolerance(dtype), &format!("{what} value"))?;
-        assert_close(&gc[0], &gg[0], tolerance(dtype), &format!("{what} gradient"))?;
+        assert_close(
+            &gc[0],
+            &gg[0],
+            tolerance(dtype),
+            &format!("{what} gradient"),
+        )?;
         // The ends are inside (gradient kept), the outside has gradient zero: as on the CPU.
         let g = values(&gg[0])?;
-        assert!(g[1].abs() > 0.0 && g[4].abs() > 0.0, "{what}: ends keep their gradient");
-        assert!(g[0].abs() < 1e-300 && g[5].abs() < 1e-300, "{what}: outside is zero");
+        assert!(
+            g[1].abs() > 0.0 && g[4].abs() > 0.0,
+            "{what}: ends keep their gradient"
+        );
+        assert!(
+            g[0].abs() < 1e-300 && g[5].abs() < 1e-300,
+            "{what}: outside is zero"
+        );
     }
     Ok(())
 }
@@ -282,7 +311,10 @@ fn empty_tensors_launch_nothing_and_keep_their_shape() -> Result<()> {
         let y = PolyAct::new(&poly).forward(x.as_tensor())?;
         assert_eq!(y.dims(), [0, 5]);
         let grads = y.sum_all()?.backward()?;
-        assert_eq!(grads.get(x.as_tensor()).expect("x is a variable").dims(), [0, 5]);
+        assert_eq!(
+            grads.get(x.as_tensor()).expect("x is a variable").dims(),
+            [0, 5]
+        );
 
         let (layer, varmap) = learnable(&poly, dtype, &gpu)?;
         let y = layer.forward(x.as_tensor())?;
@@ -290,7 +322,10 @@ fn empty_tensors_launch_nothing_and_keep_their_shape() -> Result<()> {
         let store = y.sum_all()?.backward()?;
         for g in coefficient_grads(&varmap, &store)? {
             let g = values(&g)?;
-            assert!(g.iter().all(|v| v.abs() < 1e-300), "{dtype:?}: empty sums are 0");
+            assert!(
+                g.iter().all(|v| v.abs() < 1e-300),
+                "{dtype:?}: empty sums are 0"
+            );
         }
     }
     Ok(())
@@ -307,13 +342,19 @@ fn range_guard_counts_the_same_on_the_gpu() -> Result<()> {
         .map_err(candle_core::Error::wrap)?;
     for dtype in DTYPES {
         let [xc, xg] = pair(base_values(), &[33, 64], dtype, &gpu)?;
-        let (fc, fg) = (out_of_range(&xc, Some(domain))?, out_of_range(&xg, Some(domain))?);
+        let (fc, fg) = (
+            out_of_range(&xc, Some(domain))?,
+            out_of_range(&xg, Some(domain))?,
+        );
         assert!((fc - fg).abs() < 1e-12, "{dtype:?}: cpu {fc}, gpu {fg}");
         let layer = PolyAct::new(&poly).with_monitor();
         layer.forward(&xg.t()?)?;
         let report = layer.guard().report().expect("monitored");
         assert_eq!(report.inputs, 33 * 64);
-        assert!((report.fraction() - fc).abs() < 1e-12, "{dtype:?}: monitor on the gpu");
+        assert!(
+            (report.fraction() - fc).abs() < 1e-12,
+            "{dtype:?}: monitor on the gpu"
+        );
     }
     Ok(())
 }
@@ -358,9 +399,7 @@ fn bench_fused_poly_vs_sigmoid_vs_copy_16m_f32() -> Result<()> {
     let sigmoid = time(&gpu, || candle_nn::ops::sigmoid(x.as_tensor()).map(drop))?;
     report("candle_nn::ops::sigmoid forward", sigmoid, 2.0);
     // Forward + backward through autograd: backward() seeds a tensor of ones (one more write).
-    let fused_fb = time(&gpu, || {
-        layer.forward(x.as_tensor())?.backward().map(drop)
-    })?;
+    let fused_fb = time(&gpu, || layer.forward(x.as_tensor())?.backward().map(drop))?;
     report("PolyAct forward + backward", fused_fb, 6.0);
     let sigmoid_fb = time(&gpu, || {
         candle_nn::ops::sigmoid(x.as_tensor())?.backward().map(drop)

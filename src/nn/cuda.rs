@@ -38,11 +38,20 @@ pub(crate) enum DeviceCoeffs {
 }
 
 impl DeviceCoeffs {
-    /// Uploads host coefficients in the compute type of `dtype`.
+    /// Uploads host coefficients in the compute type of `dtype`. The zero polynomial (no
+    /// coefficients, e.g. the derivative of a constant) goes up as `[0]`, the same function,
+    /// so that no zero-length buffer is allocated.
     pub(crate) fn upload(dev: &CudaDevice, coeffs: &Coeffs, dtype: DType) -> Result<Self> {
+        fn nonempty<T: Copy + Default>(c: &[T]) -> Vec<T> {
+            if c.is_empty() {
+                vec![T::default()]
+            } else {
+                c.to_vec()
+            }
+        }
         Ok(match dtype {
-            DType::F64 => Self::Double(dev.clone_htod(coeffs.double())?),
-            _ => Self::Single(dev.clone_htod(coeffs.single())?),
+            DType::F64 => Self::Double(dev.clone_htod(&nonempty(coeffs.double()))?),
+            _ => Self::Single(dev.clone_htod(&nonempty(coeffs.single()))?),
         })
     }
 
@@ -124,7 +133,12 @@ fn fwd<T: WithDType + DeviceRepr, C: DeviceRepr>(
     let mut b = func.builder();
     b.arg(&n).arg(&num_dims);
     x.push(&mut b);
-    b.arg(coeffs).arg(&ncoeffs).arg(&flag).arg(&lo).arg(&hi).arg(&mut out);
+    b.arg(coeffs)
+        .arg(&ncoeffs)
+        .arg(&flag)
+        .arg(&lo)
+        .arg(&hi)
+        .arg(&mut out);
     // SAFETY: the arguments match polyact_fwd_<T>'s parameters in kernels/polyact.cu.
     unsafe { b.launch(grid(n, 1)) }.w()?;
     Ok(out)
@@ -161,7 +175,12 @@ fn bwd<T: WithDType + DeviceRepr, C: DeviceRepr>(
     b.arg(&n).arg(&num_dims);
     x.push(&mut b);
     g.push(&mut b);
-    b.arg(coeffs).arg(&ncoeffs).arg(&flag).arg(&lo).arg(&hi).arg(&mut out);
+    b.arg(coeffs)
+        .arg(&ncoeffs)
+        .arg(&flag)
+        .arg(&lo)
+        .arg(&hi)
+        .arg(&mut out);
     // SAFETY: the arguments match polyact_bwd[_poly]_<T>'s parameters in kernels/polyact.cu.
     unsafe { b.launch(grid(n, 1)) }.w()?;
     Ok(out)
@@ -185,7 +204,8 @@ fn power_sums<T: WithDType + DeviceRepr>(
     if n == 0 || len == 0 {
         return Ok(sums);
     }
-    let first = dev.get_or_load_custom_func(&kernel_name::<T>("polyact_power_sums"), MODULE, PTX)?;
+    let first =
+        dev.get_or_load_custom_func(&kernel_name::<T>("polyact_power_sums"), MODULE, PTX)?;
     let finish = dev.get_or_load_custom_func("polyact_power_sums_finish", MODULE, PTX)?;
     let cfg = grid(n, SUM_ITEMS);
     let blocks = cfg.grid_dim.0 as usize;
@@ -196,22 +216,27 @@ fn power_sums<T: WithDType + DeviceRepr>(
     let (flag, lo, hi) = clamp_args(clamp);
     for k0 in (0..len).step_by(KCHUNK) {
         let kcount = (len - k0).min(KCHUNK);
-        let mut b = first.builder();
-        b.arg(&n).arg(&num_dims);
-        x.push(&mut b);
-        g.push(&mut b);
-        b.arg(&k0).arg(&kcount).arg(&flag).arg(&lo).arg(&hi);
-        b.arg(&mut partial);
-        // SAFETY: the arguments match polyact_power_sums_<T>'s parameters.
-        unsafe { b.launch(cfg) }.w()?;
-
-        let mut b = finish.builder();
-        b.arg(&blocks).arg(&kcount).arg(&partial).arg(&k0).arg(&mut sums);
+        {
+            let mut b = first.builder();
+            b.arg(&n).arg(&num_dims);
+            x.push(&mut b);
+            g.push(&mut b);
+            b.arg(&k0).arg(&kcount).arg(&flag).arg(&lo).arg(&hi);
+            b.arg(&mut partial);
+            // SAFETY: the arguments match polyact_power_sums_<T>'s parameters.
+            unsafe { b.launch(cfg) }.w()?;
+        }
         let per_k = LaunchConfig {
             grid_dim: (kcount as u32, 1, 1),
             block_dim: (BLOCK, 1, 1),
             shared_mem_bytes: 0,
         };
+        let mut b = finish.builder();
+        b.arg(&blocks)
+            .arg(&kcount)
+            .arg(&partial)
+            .arg(&k0)
+            .arg(&mut sums);
         // SAFETY: the arguments match polyact_power_sums_finish's parameters.
         unsafe { b.launch(per_k) }.w()?;
     }

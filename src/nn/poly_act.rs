@@ -74,6 +74,7 @@ impl CustomOp1 for PolyOp {
     #[cfg(feature = "cuda")]
     fn cuda_fwd(&self, x: &CudaStorage, layout: &Layout) -> Result<(CudaStorage, Shape)> {
         use super::cuda::{DeviceCoeffs, poly};
+        use candle_core::backend::BackendStorage;
         let coeffs = DeviceCoeffs::upload(&x.device, &self.coeffs, x.dtype())?;
         let out = poly(x, layout, &coeffs, self.clamp, self.name())?;
         Ok((out, layout.shape().clone()))
@@ -132,6 +133,7 @@ impl CustomOp2 for PolyGradOp {
         lg: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
         use super::cuda::{DeviceCoeffs, poly_grad};
+        use candle_core::backend::BackendStorage;
         let derivative = DeviceCoeffs::upload(&x.device, &self.derivative, x.dtype())?;
         let out = poly_grad(x, lx, g, lg, &derivative, false, self.clamp, self.name())?;
         Ok((out, lx.shape().clone()))
