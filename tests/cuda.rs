@@ -228,7 +228,7 @@ fn coefficient_grads(
 }
 
 /// Compares a learnable layer's value, input gradients and coefficient gradients.
-fn compare_learnable(poly: &Polynomial, clamp: bool, values: Vec<f64>, what: &str) -> Result<()> {
+fn compare_learnable(poly: &Polynomial, clamp: bool, inputs: Vec<f64>, what: &str) -> Result<()> {
     let Some(gpu) = gpu(what) else {
         return Ok(());
     };
@@ -241,7 +241,7 @@ fn compare_learnable(poly: &Polynomial, clamp: bool, values: Vec<f64>, what: &st
         } else {
             (lc, lg)
         };
-        let [xc, xg] = pair(values.clone(), &[33, 64], dtype, &gpu)?;
+        let [xc, xg] = pair(inputs.clone(), &[33, 64], dtype, &gpu)?;
         let (bc, bg) = (Var::from_tensor(&xc)?, Var::from_tensor(&xg)?);
         let coefficients = poly.coefficients_f64();
         let xs = values(&xc)?;
