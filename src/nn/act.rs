@@ -8,7 +8,7 @@ use candle_core::{
 };
 
 use super::cpu::{self, Compute, Map1, Map2};
-use super::poly_act::{no_gpu_kernel, poly_forward};
+use super::poly_act::poly_forward;
 use crate::{
     Activation, Elu, Gelu, Identity, LeakyRelu, Mish, Polynomial, Relu, Sigmoid, Silu, Softplus,
     Softsign, Square, Tanh,
@@ -19,8 +19,9 @@ use crate::{
 /// Each built-in activation implements it once, in terms of candle's own ops where candle has
 /// the exact function (`tanh`, `relu`, `gelu_erf`, `silu`, `elu`, `candle_nn::ops::sigmoid`), as
 /// a numerically stable composition of tensor ops where it has not (softplus, mish, softsign,
-/// leaky relu, square), and [`Polynomial`] as polyact's fused op. Those all work on any device
-/// and dtype candle supports for the ops involved.
+/// leaky relu, square), and [`Polynomial`] as polyact's fused op (CPU, and CUDA with the `cuda`
+/// feature; tensor ops elsewhere). Those all work on any device and dtype candle supports for
+/// the ops involved.
 ///
 /// An activation of your own gets a tensor form by implementing this trait with tensor ops, or
 /// without writing any tensor code through [`Elementwise`], which evaluates its scalar
@@ -146,8 +147,9 @@ impl TensorActivation for Square {
 }
 
 impl TensorActivation for Polynomial {
-    /// polyact's fused op on the CPU (see [`PolyAct`](super::PolyAct), which adds a range guard),
-    /// Horner's rule as tensor ops elsewhere.
+    /// polyact's fused op on the CPU and, with the `cuda` feature, on CUDA devices (see
+    /// [`PolyAct`](super::PolyAct), which adds a range guard); Horner's rule as tensor ops
+    /// elsewhere.
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         poly_forward(&self.coefficients_f64(), None, xs)
     }
@@ -250,6 +252,19 @@ impl<A: Activation<f32> + Activation<f64> + 'static> TensorActivation for Elemen
     }
 }
 
+/// The error for [`Elementwise`]'s ops on a GPU: they call a Rust function on host memory, and
+/// a Rust function cannot be compiled into a CUDA kernel at run time.
+fn host_only(op: &str) -> candle_core::Error {
+    candle_core::Error::Cuda(
+        format!(
+            "polyact's {op} evaluates a Rust Activation on the host and has no GPU kernel \
+             (a Rust function cannot run on the GPU); implement TensorActivation with tensor \
+             ops for other devices"
+        )
+        .into(),
+    )
+}
+
 /// The fused op behind [`Elementwise`].
 struct ElementwiseOp<A>(Arc<A>);
 
@@ -279,7 +294,7 @@ impl<A: Activation<f32> + Activation<f64> + 'static> CustomOp1 for ElementwiseOp
     }
 
     fn cuda_fwd(&self, _: &CudaStorage, _: &Layout) -> Result<(CudaStorage, Shape)> {
-        Err(no_gpu_kernel("elementwise activation op"))
+        Err(host_only("elementwise activation op"))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -315,7 +330,7 @@ impl<A: Activation<f32> + Activation<f64> + 'static> CustomOp2 for ElementwiseGr
         _: &CudaStorage,
         _: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        Err(no_gpu_kernel("elementwise activation gradient op"))
+        Err(host_only("elementwise activation gradient op"))
     }
 }
 

@@ -27,6 +27,18 @@ impl Coeffs {
     fn get<C: Compute>(&self) -> &[C] {
         C::pick(&self.single, &self.double)
     }
+
+    /// The coefficients rounded to `f32`, for the GPU kernels.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn single(&self) -> &[f32] {
+        &self.single
+    }
+
+    /// The coefficients in `f64`, for the GPU kernels.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn double(&self) -> &[f64] {
+        &self.double
+    }
 }
 
 /// `clamp(x)` lane by lane; NaN stays NaN.

@@ -3,12 +3,18 @@
 use candle_core::{
     CpuStorage, CudaStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor,
 };
+#[cfg(feature = "cuda")]
+use candle_core::{CustomOp3, backend::BackendStorage};
 use candle_nn::{Init, VarBuilder};
 
 use super::cpu;
 use super::guard::{Guarded, RangeGuard, clamp_tensor};
+#[cfg(feature = "cuda")]
+use super::kernels::Backward;
 use super::kernels::{Coeffs, Forward, PowerSums};
-use super::poly_act::{PolyGradOp, no_gpu_kernel, require_float};
+#[cfg(not(feature = "cuda"))]
+use super::poly_act::no_gpu_kernel;
+use super::poly_act::{PolyGradOp, has_fused_kernels, require_float};
 use crate::{Interval, Polynomial};
 
 /// A polynomial activation with learnable coefficients.
@@ -20,10 +26,12 @@ use crate::{Interval, Polynomial};
 /// [`VarMap`](candle_nn::VarMap). The degree is fixed at construction: a polynomial with zero
 /// coefficients (as `m_sigmoid`'s even powers) still gets a variable for each of them.
 ///
-/// On the CPU the forward pass is one fused Horner pass (as [`PolyAct`](super::PolyAct)); the
-/// backward pass computes the input gradient `g · p'(x)` in one fused pass and the coefficient
-/// gradients `Σ g · x^k` in one fused reduction. On other devices it runs as tensor ops (untested
-/// there: no GPU build of candle was available). The layer has a [`RangeGuard`] like `PolyAct`.
+/// On the CPU, and on CUDA devices with the `cuda` feature, the forward pass is one fused Horner
+/// pass (as [`PolyAct`](super::PolyAct)); the backward pass computes the input gradient
+/// `g · p'(x)` in one fused pass and the coefficient gradients `Σ g · x^k` in one fused
+/// reduction (on CUDA: per-block partial sums, then a second pass). On other devices it runs as
+/// tensor ops. The CUDA kernels are compiled but not yet run on a GPU (see `docs/cuda.md`). The
+/// layer has a [`RangeGuard`] like `PolyAct`.
 ///
 /// ```
 /// use candle_core::{DType, Device, Module, Tensor};
@@ -156,7 +164,7 @@ impl Module for LearnablePoly {
         self.guard.observe(xs)?;
         let clamp = self.guard.clamp_bounds();
         let coefficients = self.coefficients()?;
-        if xs.device().is_cpu() {
+        if has_fused_kernels(xs.device()) {
             let clamp = clamp.map(|c| c.ends());
             xs.apply_op2(&coefficients, LearnableOp { clamp })
         } else {
@@ -210,6 +218,21 @@ impl CustomOp2 for LearnableOp {
         Ok((out, lx.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        lx: &Layout,
+        c: &CudaStorage,
+        lc: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        use super::cuda::{DeviceCoeffs, poly};
+        let coeffs = DeviceCoeffs::convert(c, lc, x.dtype())?;
+        let out = poly(x, lx, &coeffs, self.clamp, self.name())?;
+        Ok((out, lx.shape().clone()))
+    }
+
+    #[cfg(not(feature = "cuda"))]
     fn cuda_fwd(
         &self,
         _: &CudaStorage,
@@ -227,6 +250,17 @@ impl CustomOp2 for LearnableOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            // The coefficients stay on the device: no copy to the host per step.
+            let grad_x = x.apply_op3_no_bwd(grad, c, &LearnableGradOp { clamp: self.clamp })?;
+            let sums = PowerSumsOp {
+                len: c.dim(0)?,
+                clamp: self.clamp,
+            };
+            let grad_c = x.apply_op2_no_bwd(grad, &sums)?.to_dtype(c.dtype())?;
+            return Ok((Some(grad_x), Some(grad_c)));
+        }
         let values = c.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         let grad_x = x.apply_op2_no_bwd(
             grad,
@@ -275,6 +309,19 @@ impl CustomOp2 for PowerSumsOp {
         Ok((CpuStorage::F64(sums), Shape::from(self.len)))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        lx: &Layout,
+        g: &CudaStorage,
+        lg: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let sums = super::cuda::power_sums_f64(x, lx, g, lg, self.len, self.clamp, self.name())?;
+        Ok((sums, Shape::from(self.len)))
+    }
+
+    #[cfg(not(feature = "cuda"))]
     fn cuda_fwd(
         &self,
         _: &CudaStorage,
@@ -283,5 +330,54 @@ impl CustomOp2 for PowerSumsOp {
         _: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
         Err(no_gpu_kernel("polynomial coefficient gradient op"))
+    }
+}
+
+/// `(x, g, c) ↦ g · p_c'(clamp(x))` with the coefficients as a tensor: the input gradient of
+/// [`LearnableOp`] on CUDA, where the kernel differentiates `p_c` as it goes, so the
+/// coefficients need not be read back to the host.
+#[cfg(feature = "cuda")]
+#[derive(Debug, Clone, Copy)]
+struct LearnableGradOp {
+    clamp: Option<(f64, f64)>,
+}
+
+#[cfg(feature = "cuda")]
+impl CustomOp3 for LearnableGradOp {
+    fn name(&self) -> &'static str {
+        "polyact-learnable-poly-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        g: &CpuStorage,
+        lg: &Layout,
+        c: &CpuStorage,
+        lc: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let derivative = Coeffs::new(cpu::to_f64(c, lc, self.name())?).derivative();
+        let kernel = Backward {
+            derivative: &derivative,
+            clamp: self.clamp,
+        };
+        let out = cpu::map2(&kernel, x, lx, g, lg, self.name())?;
+        Ok((out, lx.shape().clone()))
+    }
+
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        lx: &Layout,
+        g: &CudaStorage,
+        lg: &Layout,
+        c: &CudaStorage,
+        lc: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        use super::cuda::{DeviceCoeffs, poly_grad};
+        let coeffs = DeviceCoeffs::convert(c, lc, x.dtype())?;
+        let out = poly_grad(x, lx, g, lg, &coeffs, true, self.clamp, self.name())?;
+        Ok((out, lx.shape().clone()))
     }
 }

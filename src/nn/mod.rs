@@ -62,13 +62,15 @@
 //!   the scalar [`Activation`](crate::Activation) trait, the unfused tensor-op composite and
 //!   finite differences. The fused kernels run in parallel over the cores (rayon) and use
 //!   hardware FMA when the CPU has it.
-//! * **CUDA and Metal**: not tested; candle's `cuda` feature could not be built where polyact
-//!   was developed. The crate's `cuda` feature forwards to candle's so that it can be built
-//!   elsewhere. Nothing in the API assumes the CPU: on another device [`PolyAct`] and
-//!   [`LearnablePoly`] evaluate Horner's rule as ordinary tensor ops, and the built-in
-//!   activations of [`Act`] use candle's ops, so they should work, more slowly; the fused ops
-//!   themselves have no GPU kernels and say so ("has no CUDA kernel yet") if reached, and
-//!   [`Elementwise`] refuses tensors off the CPU.
+//! * **CUDA** (polyact's `cuda` feature, which turns on candle's): the fused ops of [`PolyAct`]
+//!   and [`LearnablePoly`] (forward, input gradient, coefficient gradients, clamping) have CUDA
+//!   kernels (`kernels/polyact.cu`, compiled to PTX at build time), in the same four dtypes,
+//!   for contiguous and strided tensors. They compile, but have not yet run on a GPU: see
+//!   `docs/cuda.md` for the build recipe and what remains unverified; `tests/cuda.rs` compares
+//!   them with the CPU where a GPU is present. [`Elementwise`] stays CPU only (it calls a Rust
+//!   function on host memory) and refuses tensors elsewhere.
+//! * **Metal**: the layers evaluate Horner's rule as ordinary tensor ops, and the built-in
+//!   activations of [`Act`] use candle's ops, so they should work, more slowly; untested.
 //!
 //! # Range guard
 //!
@@ -79,6 +81,8 @@
 
 mod act;
 mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod guard;
 mod kernels;
 mod learnable;

@@ -1,7 +1,7 @@
 //! The fused polynomial op and the [`PolyAct`] layer built on it.
 
 use candle_core::{
-    CpuStorage, CudaStorage, CustomOp1, CustomOp2, Layout, Module, Result, Shape, Tensor,
+    CpuStorage, CudaStorage, CustomOp1, CustomOp2, Device, Layout, Module, Result, Shape, Tensor,
 };
 
 use super::cpu;
@@ -9,15 +9,23 @@ use super::guard::{Guarded, RangeGuard, clamp_tensor};
 use super::kernels::{Backward, Coeffs, Forward};
 use crate::{Interval, Polynomial};
 
-/// The error for a device the fused kernels do not run on.
+/// The error for a fused op reached with CUDA storage in a build without polyact's `cuda`
+/// feature (candle has no CUDA devices then, so the layers never get here).
+#[cfg(not(feature = "cuda"))]
 pub(crate) fn no_gpu_kernel(op: &str) -> candle_core::Error {
     candle_core::Error::Cuda(
         format!(
-            "polyact's {op} has no CUDA kernel yet (only the CPU kernels exist and were tested); \
-             polyact's layers evaluate polynomials with ordinary tensor ops on other devices"
+            "polyact's {op} has its CUDA kernel only in builds with polyact's `cuda` feature; \
+             without it, polyact's layers evaluate polynomials with ordinary tensor ops off the CPU"
         )
         .into(),
     )
+}
+
+/// Whether the fused ops run on `device`: the CPU always, CUDA devices in builds with
+/// polyact's `cuda` feature. Elsewhere the layers use ordinary tensor ops.
+pub(crate) fn has_fused_kernels(device: &Device) -> bool {
+    device.is_cpu() || (cfg!(feature = "cuda") && device.is_cuda())
 }
 
 /// Fails unless `xs` holds floating-point values: a polynomial of integers would silently
@@ -63,6 +71,16 @@ impl CustomOp1 for PolyOp {
         Ok((out, layout.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, x: &CudaStorage, layout: &Layout) -> Result<(CudaStorage, Shape)> {
+        use super::cuda::{DeviceCoeffs, poly};
+        use candle_core::backend::BackendStorage;
+        let coeffs = DeviceCoeffs::upload(&x.device, &self.coeffs, x.dtype())?;
+        let out = poly(x, layout, &coeffs, self.clamp, self.name())?;
+        Ok((out, layout.shape().clone()))
+    }
+
+    #[cfg(not(feature = "cuda"))]
     fn cuda_fwd(&self, _: &CudaStorage, _: &Layout) -> Result<(CudaStorage, Shape)> {
         Err(no_gpu_kernel("fused polynomial op"))
     }
@@ -106,6 +124,22 @@ impl CustomOp2 for PolyGradOp {
         Ok((out, lx.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        lx: &Layout,
+        g: &CudaStorage,
+        lg: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        use super::cuda::{DeviceCoeffs, poly_grad};
+        use candle_core::backend::BackendStorage;
+        let derivative = DeviceCoeffs::upload(&x.device, &self.derivative, x.dtype())?;
+        let out = poly_grad(x, lx, g, lg, &derivative, false, self.clamp, self.name())?;
+        Ok((out, lx.shape().clone()))
+    }
+
+    #[cfg(not(feature = "cuda"))]
     fn cuda_fwd(
         &self,
         _: &CudaStorage,
@@ -147,9 +181,10 @@ pub(crate) fn horner_tensor_ops(
 /// 32K elements, with hardware FMA when the CPU has it. It takes part in autograd (first
 /// derivatives; the backward pass itself is not differentiable again).
 ///
-/// On other devices the layer evaluates the same polynomial as ordinary tensor ops
-/// ([`forward_unfused`](PolyAct::forward_unfused)): correct, differentiable, slower. That path is
-/// tested on the CPU only: no GPU build of candle was available.
+/// On CUDA devices, with polyact's `cuda` feature, the same op runs as CUDA kernels (compiled,
+/// not yet run on a GPU: see `docs/cuda.md`). On other devices the layer evaluates the same
+/// polynomial as ordinary tensor ops ([`forward_unfused`](PolyAct::forward_unfused)): correct,
+/// differentiable, slower; that path is tested on the CPU only.
 ///
 /// The layer has a [`RangeGuard`]: its domain is the polynomial's (set by a fit) or
 /// [`with_domain`](PolyAct::with_domain)'s, and it can report and clamp inputs outside it.
@@ -245,13 +280,13 @@ impl Module for PolyAct {
     }
 }
 
-/// The fused op on the CPU, tensor ops elsewhere.
+/// The fused op where it has kernels, tensor ops elsewhere.
 pub(crate) fn poly_forward(
     coefficients: &[f64],
     clamp: Option<Interval>,
     xs: &Tensor,
 ) -> Result<Tensor> {
-    if xs.device().is_cpu() {
+    if has_fused_kernels(xs.device()) {
         xs.apply_op1(PolyOp::new(coefficients.to_vec(), clamp.map(|c| c.ends())))
     } else {
         horner_tensor_ops(coefficients, clamp, xs)

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds, on a machine without a GPU, what scripts/gpu-check.sh runs on a GPU machine that has
+# no Rust: the CUDA test binary (tests/cuda.rs, with the benchmark) and the release `mnist`
+# example, both with `--features cuda`, stripped and gzipped, plus the MNIST files, into
+# target/gpu-bundle/ (ignored by git; carry that path to the GPU machine: about 40 MB).
+#
+#   eval "$(scripts/cuda-toolkit.sh /work/cuda-toolkit)"   # CUDA_HOME, NVCC, CUDA_COMPUTE_CAP
+#   nice -n 10 scripts/gpu-bundle.sh                       # about 1 h on 2 cores from scratch
+#
+# Both binaries are built in the release profile, so candle's CUDA kernels are compiled once.
+set -euo pipefail
+
+die() { echo "gpu-bundle.sh: error: $*" >&2; exit 1; }
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT="$ROOT/target/gpu-bundle"
+MNIST=${MNIST_DIR:-$ROOT/../shared/data/mnist}
+[[ -n ${CUDA_HOME:-} && -x ${NVCC:-$CUDA_HOME/bin/nvcc} ]] ||
+  die "no CUDA toolkit in the environment: eval \"\$(scripts/cuda-toolkit.sh DIR)\" first"
+[[ -n ${CUDA_COMPUTE_CAP:-} ]] || die "set CUDA_COMPUTE_CAP (90 for an H100/H200)"
+[[ -f $MNIST/train-images-idx3-ubyte.gz || -f $MNIST/train-images-idx3-ubyte ]] ||
+  die "no MNIST files in $MNIST (set MNIST_DIR)"
+command -v python3 >/dev/null || die "python3 is needed to read cargo's JSON messages"
+
+cd "$ROOT"
+# The path of the executable cargo built for the target named $1 (from --message-format=json).
+executable() {
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$1" | tail -n1
+}
+tests=$(cargo test --release --features cuda --test cuda --no-run --message-format=json | executable cuda)
+[[ -x $tests ]] || die "cargo did not report the cuda test binary"
+mnist=$(cargo build --release --features cuda --example mnist --message-format=json | executable mnist)
+[[ -x $mnist ]] || die "cargo did not report the mnist example"
+
+rm -rf "$OUT"
+mkdir -p "$OUT/mnist"
+for pair in "cuda-tests:$tests" "mnist:$mnist"; do
+  name=${pair%%:*} bin=${pair#*:}
+  strip -o "$OUT/$name" "$bin"
+  gzip -9 "$OUT/$name"
+done
+cp "$MNIST"/*-ubyte* "$OUT/mnist/"
+{
+  echo "built $(date -u +%FT%TZ) from $(git rev-parse --short HEAD)$(git diff --quiet || echo +dirty)"
+  echo "CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP nvcc: $("${NVCC:-$CUDA_HOME/bin/nvcc}" --version | tail -n2 | head -n1)"
+} >"$OUT/BUILD"
+du -sh "$OUT"
+echo "gpu-bundle.sh: carry target/gpu-bundle and run scripts/gpu-check.sh on the GPU machine" >&2

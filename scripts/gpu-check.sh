@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Every GPU check of polyact, in one run on a machine with an NVIDIA GPU and no Rust: the
+# prebuilt binaries of scripts/gpu-bundle.sh (carry target/gpu-bundle there) run
+#   1. tests/cuda.rs: every CUDA op against the CPU op (values, gradients, dtypes, layouts);
+#   2. the 16M-f32 benchmark: fused PolyAct forward(+backward) vs candle's sigmoid vs a copy;
+#   3. the MNIST example on the GPU: --quick (six activations, one epoch), then the study's
+#      12-epoch run of one activation, timed (skip with MNIST_FULL=0).
+#
+#   scripts/gpu-check.sh [BUNDLE]      # BUNDLE defaults to target/gpu-bundle
+#
+# Each part runs under a time limit and the script goes on after a failure; the last lines sum
+# up the exit status of every part. The binaries need the driver's libcuda.so.1 and the CUDA 13
+# libraries cuBLAS, cuBLASLt, cuRAND, NVRTC and the runtime: found in LD_LIBRARY_PATH, the
+# system's library cache, /usr/local/cuda*, or Python's nvidia/cu13 wheels (as PyTorch installs
+# them).
+set -uo pipefail
+
+BUNDLE=${1:-target/gpu-bundle}
+WORK=$(mktemp -d)
+declare -A STATUS
+log() { echo "== gpu-check: $*"; }
+[[ -f $BUNDLE/cuda-tests.gz && -f $BUNDLE/mnist.gz ]] || {
+  echo "gpu-check.sh: error: no bundle in $BUNDLE (build it with scripts/gpu-bundle.sh)" >&2
+  exit 2
+}
+cat "$BUNDLE/BUILD" 2>/dev/null
+nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total,memory.used --format=csv ||
+  log "nvidia-smi failed: is there a GPU?"
+
+for bin in cuda-tests mnist; do
+  gunzip -c "$BUNDLE/$bin.gz" >"$WORK/$bin" && chmod +x "$WORK/$bin"
+done
+
+# Folders holding the CUDA libraries the binaries link to, added to LD_LIBRARY_PATH.
+NEEDED=(libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13 libcudart.so.13)
+candidates=$(
+  { echo "${LD_LIBRARY_PATH:-}" | tr ':' '\n'
+    ls -d /usr/local/cuda*/lib64 /usr/lib/x86_64-linux-gnu 2>/dev/null
+    python3 -c 'import site, glob; [print(p) for s in site.getsitepackages() for p in glob.glob(s + "/nvidia/*/lib")]' 2>/dev/null
+  } | grep -v '^$' | awk '!seen[$0]++'
+)
+for lib in "${NEEDED[@]}"; do
+  ldconfig -p 2>/dev/null | grep -q "$lib" && continue
+  dir=$(for d in $candidates; do [[ -e $d/$lib ]] && echo "$d" && break; done)
+  if [[ -n $dir ]]; then
+    export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  else
+    log "MISSING $lib (install the CUDA 13.0 wheels: pip install nvidia-cublas==13.0.* ...)"
+  fi
+done
+if ldd "$WORK/cuda-tests" | grep 'not found'; then
+  log "the binaries cannot load the libraries above; the checks below will fail"
+fi
+
+part() { # NAME LIMIT_S COMMAND...
+  local name=$1 limit=$2
+  shift 2
+  log "$name: $*"
+  local start=$SECONDS
+  timeout "$limit" "$@" 2>&1 | tee "$WORK/$name.log"
+  STATUS[$name]="rc=${PIPESTATUS[0]} in $((SECONDS - start)) s"
+  log "$name: ${STATUS[$name]}"
+}
+
+part tests 240 "$WORK/cuda-tests" --test-threads=1
+part bench 120 "$WORK/cuda-tests" --ignored --nocapture --test-threads=1 bench_
+MNIST_ARGS=(--device cuda --data-dir "$BUNDLE/mnist" --offline --no-save --no-plots)
+part mnist-quick 240 "$WORK/mnist" "${MNIST_ARGS[@]}" --quick --out "$WORK/quick"
+if [[ ${MNIST_FULL:-1} != 0 ]]; then
+  part mnist-12-epochs 480 "$WORK/mnist" "${MNIST_ARGS[@]}" --activations m_sigmoid --epochs 12 \
+    --out "$WORK/full"
+fi
+
+log "summary"
+for name in "${!STATUS[@]}"; do echo "  $name: ${STATUS[$name]}"; done
+if grep -h SKIPPED "$WORK"/tests.log; then
+  echo "  the tests above were SKIPPED: they did not reach a GPU, so nothing was verified"
+fi
+rm -rf "$WORK"
