@@ -43,7 +43,7 @@
 //! |---|---|---|
 //! | `symbolica` | yes | the [`taylor`] module (Symbolica computer algebra; see its licence terms) |
 //! | `candle` | yes | the `nn` module: candle 0.11 layers |
-//! | `cuda` | no | forwards candle's `cuda` feature; polyact's fused ops have no CUDA kernels yet |
+//! | `cuda` | no | candle's `cuda` feature plus polyact's fused CUDA kernels (needs nvcc: `scripts/cuda-toolkit.sh`; compiled, not yet run on a GPU) |
 //! | `he` | no | the `he` module: encrypted evaluation of polynomials and dense heads (BFV, pure Rust, fhe.rs) |
 //!
 //! Without default features the crate is pure Rust numerics: activations, polynomials, fits.
