@@ -2,10 +2,12 @@
 # Builds, on a machine without a GPU, what scripts/gpu-check.sh runs on a GPU machine that has
 # no Rust: the CUDA test binary (tests/cuda.rs, with the benchmark) and the release `mnist`
 # example, both with `--features cuda`, stripped and gzipped, plus the MNIST files, into
-# target/gpu-bundle/ (ignored by git; carry that path to the GPU machine: about 40 MB).
+# target/gpu-bundle/ (ignored by git; carry that path to the GPU machine, whose limit is 64 MiB:
+# the binaries are gzipped because candle's embedded PTX, most of their size, compresses well;
+# the script prints the bundle's size).
 #
 #   eval "$(scripts/cuda-toolkit.sh /work/cuda-toolkit)"   # CUDA_HOME, NVCC, CUDA_COMPUTE_CAP
-#   nice -n 10 scripts/gpu-bundle.sh                       # about 1 h on 2 cores from scratch
+#   nice -n 10 scripts/gpu-bundle.sh                       # over 40 min on 2 cores from scratch
 #
 # Both binaries are built in the release profile, so candle's CUDA kernels are compiled once.
 set -euo pipefail
