@@ -2,10 +2,12 @@
 # Builds, on a machine without a GPU, what scripts/gpu-check.sh runs on a GPU machine that has
 # no Rust: the CUDA test binary (tests/cuda.rs, with the benchmark) and the release `mnist`
 # example, both with `--features cuda`, stripped and gzipped, plus the MNIST files, into
-# target/gpu-bundle/ (ignored by git; carry that path to the GPU machine: about 40 MB).
+# target/gpu-bundle/ (ignored by git; carry that path to the GPU machine, whose limit is 64 MiB:
+# the binaries are gzipped because candle's embedded PTX, most of their size, compresses well;
+# the script prints the bundle's size).
 #
 #   eval "$(scripts/cuda-toolkit.sh /work/cuda-toolkit)"   # CUDA_HOME, NVCC, CUDA_COMPUTE_CAP
-#   nice -n 10 scripts/gpu-bundle.sh                       # about 1 h on 2 cores from scratch
+#   nice -n 10 scripts/gpu-bundle.sh                       # over 40 min on 2 cores from scratch
 #
 # Both binaries are built in the release profile, so candle's CUDA kernels are compiled once.
 set -euo pipefail
@@ -22,18 +24,25 @@ MNIST=${MNIST_DIR:-$ROOT/../shared/data/mnist}
 command -v python3 >/dev/null || die "python3 is needed to read cargo's JSON messages"
 
 cd "$ROOT"
-# The path of the executable cargo built for the target named $1 (from --message-format=json).
+# The path of the executable cargo built for the target named $1 (from --message-format=json);
+# the compiler's messages go to stderr.
 executable() {
   python3 -c '
 import json, sys
 for line in sys.stdin:
+    if not line.startswith("{"):
+        continue
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
+    if m.get("reason") == "compiler-message":
+        sys.stderr.write(m["message"].get("rendered") or "")
+    elif m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
         print(m["executable"])' "$1" | tail -n1
 }
-tests=$(cargo test --release --features cuda --test cuda --no-run --message-format=json | executable cuda)
+tests=$(cargo test --release --features cuda --test cuda --no-run --message-format=json |
+  executable cuda) || die "building the cuda test binary failed (messages above)"
 [[ -x $tests ]] || die "cargo did not report the cuda test binary"
-mnist=$(cargo build --release --features cuda --example mnist --message-format=json | executable mnist)
+mnist=$(cargo build --release --features cuda --example mnist --message-format=json |
+  executable mnist) || die "building the mnist example failed (messages above)"
 [[ -x $mnist ]] || die "cargo did not report the mnist example"
 
 rm -rf "$OUT"
