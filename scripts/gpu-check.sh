@@ -62,7 +62,7 @@ part() { # NAME LIMIT_S COMMAND...
   log "$name: ${STATUS[$name]}"
 }
 
-part tests 240 "$WORK/cuda-tests" --test-threads=1
+part tests 240 "$WORK/cuda-tests" --test-threads=1 --nocapture
 part bench 120 "$WORK/cuda-tests" --ignored --nocapture --test-threads=1 bench_
 MNIST_ARGS=(--device cuda --data-dir "$BUNDLE/mnist" --offline --no-save --no-plots)
 part mnist-quick 240 "$WORK/mnist" "${MNIST_ARGS[@]}" --quick --out "$WORK/quick"
