@@ -344,33 +344,6 @@ pub(crate) fn map1(
     })
 }
 
-/// Checks that two operands agree in shape and dtype.
-fn check_pair(
-    x: &CpuStorage,
-    lx: &Layout,
-    g: &CpuStorage,
-    lg: &Layout,
-    op: &'static str,
-) -> Result<()> {
-    if lx.shape() != lg.shape() {
-        return Err(candle_core::Error::ShapeMismatchBinaryOp {
-            lhs: lx.shape().clone(),
-            rhs: lg.shape().clone(),
-            op,
-        }
-        .bt());
-    }
-    if x.dtype() != g.dtype() {
-        return Err(candle_core::Error::DTypeMismatchBinaryOp {
-            lhs: x.dtype(),
-            rhs: g.dtype(),
-            op,
-        }
-        .bt());
-    }
-    Ok(())
-}
-
 /// Applies a [`Map2`] to two CPU tensors of the same shape and float dtype, any layouts.
 pub(crate) fn map2(
     kernel: &impl Map2,
@@ -380,7 +353,7 @@ pub(crate) fn map2(
     lg: &Layout,
     op: &'static str,
 ) -> Result<CpuStorage> {
-    check_pair(x, lx, g, lg, op)?;
+    super::check_pair(x.dtype(), lx, g.dtype(), lg, op)?;
     Ok(match (x, g) {
         (CpuStorage::F32(x), CpuStorage::F32(g)) => {
             CpuStorage::F32(run_map2(kernel, &logical(x, lx), &logical(g, lg)))
@@ -407,7 +380,7 @@ pub(crate) fn reduce2(
     lg: &Layout,
     op: &'static str,
 ) -> Result<Vec<f64>> {
-    check_pair(x, lx, g, lg, op)?;
+    super::check_pair(x.dtype(), lx, g.dtype(), lg, op)?;
     Ok(match (x, g) {
         (CpuStorage::F32(x), CpuStorage::F32(g)) => {
             run_reduce2(kernel, &logical(x, lx), &logical(g, lg))

@@ -247,33 +247,6 @@ fn unsupported(dtype: DType, op: &'static str) -> candle_core::Error {
     candle_core::Error::UnsupportedDTypeForOp(dtype, op).bt()
 }
 
-/// Fails unless `x` and `g` agree in shape and dtype.
-fn check_pair(
-    x: &CudaStorage,
-    lx: &Layout,
-    g: &CudaStorage,
-    lg: &Layout,
-    op: &'static str,
-) -> Result<()> {
-    if lx.shape() != lg.shape() {
-        return Err(candle_core::Error::ShapeMismatchBinaryOp {
-            lhs: lx.shape().clone(),
-            rhs: lg.shape().clone(),
-            op,
-        }
-        .bt());
-    }
-    if x.dtype() != g.dtype() {
-        return Err(candle_core::Error::DTypeMismatchBinaryOp {
-            lhs: x.dtype(),
-            rhs: g.dtype(),
-            op,
-        }
-        .bt());
-    }
-    Ok(())
-}
-
 /// `p(clamp(x))` of a CUDA tensor of any float dtype and layout; the result is contiguous.
 pub(crate) fn poly(
     x: &CudaStorage,
@@ -310,7 +283,7 @@ pub(crate) fn poly_grad(
     clamp: Option<(f64, f64)>,
     op: &'static str,
 ) -> Result<CudaStorage> {
-    check_pair(x, lx, g, lg, op)?;
+    super::check_pair(x.dtype(), lx, g.dtype(), lg, op)?;
     let dev = &x.device;
     let slice = match (&x.slice, &g.slice, coeffs) {
         (S::F32(x), S::F32(g), DeviceCoeffs::Single(c)) => {
@@ -344,7 +317,7 @@ pub(crate) fn power_sums_f64(
     clamp: Option<(f64, f64)>,
     op: &'static str,
 ) -> Result<CudaStorage> {
-    check_pair(x, lx, g, lg, op)?;
+    super::check_pair(x.dtype(), lx, g.dtype(), lg, op)?;
     let dev = &x.device;
     let sums = match (&x.slice, &g.slice) {
         (S::F32(x), S::F32(g)) => power_sums(dev, x, lx, g, lg, len, clamp)?,

@@ -92,3 +92,30 @@ pub use act::{Act, Elementwise, NoEquivalent, TensorActivation};
 pub use guard::{Guarded, RangeGuard, RangeReport, out_of_range};
 pub use learnable::LearnablePoly;
 pub use poly_act::PolyAct;
+
+/// Fails unless the two operands of a binary op (CPU or CUDA) agree in shape and dtype.
+pub(crate) fn check_pair(
+    dx: candle_core::DType,
+    lx: &candle_core::Layout,
+    dg: candle_core::DType,
+    lg: &candle_core::Layout,
+    op: &'static str,
+) -> candle_core::Result<()> {
+    if lx.shape() != lg.shape() {
+        return Err(candle_core::Error::ShapeMismatchBinaryOp {
+            lhs: lx.shape().clone(),
+            rhs: lg.shape().clone(),
+            op,
+        }
+        .bt());
+    }
+    if dx != dg {
+        return Err(candle_core::Error::DTypeMismatchBinaryOp {
+            lhs: dx,
+            rhs: dg,
+            op,
+        }
+        .bt());
+    }
+    Ok(())
+}
