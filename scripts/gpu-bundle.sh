@@ -46,13 +46,13 @@ mnist=$(cargo build --release --features cuda --example mnist --message-format=j
 [[ -x $mnist ]] || die "cargo did not report the mnist example"
 
 rm -rf "$OUT"
-mkdir -p "$OUT/mnist"
+mkdir -p "$OUT/data"
 for pair in "cuda-tests:$tests" "mnist:$mnist"; do
   name=${pair%%:*} bin=${pair#*:}
   strip -o "$OUT/$name" "$bin"
   gzip -9 "$OUT/$name"
 done
-cp "$MNIST"/*-ubyte* "$OUT/mnist/"
+cp "$MNIST"/*-ubyte* "$OUT/data/"
 {
   echo "built $(date -u +%FT%TZ) from $(git rev-parse --short HEAD)$(git diff --quiet || echo +dirty)"
   echo "CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP nvcc: $("${NVCC:-$CUDA_HOME/bin/nvcc}" --version | tail -n2 | head -n1)"

@@ -64,7 +64,7 @@ part() { # NAME LIMIT_S COMMAND...
 
 part tests 240 "$WORK/cuda-tests" --test-threads=1 --nocapture
 part bench 120 "$WORK/cuda-tests" --ignored --nocapture --test-threads=1 bench_
-MNIST_ARGS=(--device cuda --data-dir "$BUNDLE/mnist" --offline --no-save --no-plots)
+MNIST_ARGS=(--device cuda --data-dir "$BUNDLE/data" --offline --no-save --no-plots)
 part mnist-quick 240 "$WORK/mnist" "${MNIST_ARGS[@]}" --quick --out "$WORK/quick"
 if [[ ${MNIST_FULL:-1} != 0 ]]; then
   part mnist-12-epochs 480 "$WORK/mnist" "${MNIST_ARGS[@]}" --activations m_sigmoid --epochs 12 \

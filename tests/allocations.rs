@@ -22,21 +22,19 @@ static LARGE_ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 // SAFETY: every call is forwarded unchanged to `System`, which upholds the contract.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout);
+        count(layout.size());
         // SAFETY: the caller's contract for `layout` is passed on unchanged.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count(layout);
+        count(layout.size());
         // SAFETY: as above.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size >= LARGE {
-            LARGE_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        count(new_size);
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -47,8 +45,8 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
-fn count(layout: Layout) {
-    if layout.size() >= LARGE {
+fn count(size: usize) {
+    if size >= LARGE {
         LARGE_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     }
 }
