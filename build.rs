@@ -1,5 +1,7 @@
-//! Compiles `kernels/polyact.cu` to PTX with nvcc when the `cuda` feature is on; does nothing
-//! otherwise (CPU builds need no CUDA toolkit).
+//! Compiles the CUDA kernels to PTX with nvcc when the `cuda` feature is on: the library's
+//! (`kernels/polyact.cu`) and the MNIST example's (`examples/mnist/kernels.cu`, Adam and the
+//! training loop's helpers; cargo gives examples the package's `OUT_DIR`). Does nothing otherwise
+//! (CPU builds need no CUDA toolkit).
 //!
 //! nvcc is `$NVCC`, else `$CUDA_HOME/bin/nvcc`, else `nvcc` on the `PATH`; the target is
 //! `sm_$CUDA_COMPUTE_CAP` (e.g. `90` for an H100/H200), else the first GPU `nvidia-smi` reports.
@@ -9,19 +11,31 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const KERNELS: &str = "kernels/polyact.cu";
+/// Each CUDA source and the PTX file it becomes in `OUT_DIR`.
+const KERNELS: [(&str, &str); 2] = [
+    ("kernels/polyact.cu", "polyact.ptx"),
+    ("examples/mnist/kernels.cu", "mnist.ptx"),
+];
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
-    println!("cargo::rerun-if-changed={KERNELS}");
+    for (source, _) in KERNELS {
+        println!("cargo::rerun-if-changed={source}");
+    }
     for var in ["NVCC", "CUDA_HOME", "CUDA_COMPUTE_CAP"] {
         println!("cargo::rerun-if-env-changed={var}");
     }
     if env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
     }
-    if let Err(message) = compile_ptx() {
-        panic!("polyact's build script, feature `cuda`: {message}");
+    for (source, ptx) in KERNELS {
+        // A package without its examples (trimmed by a packager) builds the library alone.
+        if source.starts_with("examples/") && !std::path::Path::new(source).exists() {
+            continue;
+        }
+        if let Err(message) = compile_ptx(source, ptx) {
+            panic!("polyact's build script, feature `cuda`: {message}");
+        }
     }
 }
 
@@ -66,15 +80,15 @@ fn compute_cap() -> Result<String, String> {
     }
 }
 
-fn compile_ptx() -> Result<(), String> {
-    let out = PathBuf::from(env::var("OUT_DIR").map_err(|e| format!("OUT_DIR: {e}"))?)
-        .join("polyact.ptx");
+/// Compiles `source` to `$OUT_DIR/ptx`.
+fn compile_ptx(source: &str, ptx: &str) -> Result<(), String> {
+    let out = PathBuf::from(env::var("OUT_DIR").map_err(|e| format!("OUT_DIR: {e}"))?).join(ptx);
     let cap = compute_cap()?;
     let nvcc = nvcc();
     let output = Command::new(&nvcc)
         .args(["-ptx", "-O3", "--std=c++17", "-Werror", "all-warnings"])
         .arg(format!("-arch=sm_{cap}"))
-        .arg(KERNELS)
+        .arg(source)
         .arg("-o")
         .arg(&out)
         .output()
@@ -87,7 +101,7 @@ fn compile_ptx() -> Result<(), String> {
         })?;
     if !output.status.success() {
         return Err(format!(
-            "{} failed on {KERNELS}:\n{}{}",
+            "{} failed on {source}:\n{}{}",
             nvcc.display(),
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)

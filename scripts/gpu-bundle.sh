@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds, on a machine without a GPU, what scripts/gpu-check.sh runs on a GPU machine that has
-# no Rust: the CUDA test binary (tests/cuda.rs, with the benchmark) and the release `mnist`
-# example, both with `--features cuda`, stripped and gzipped, plus the MNIST files, into
+# no Rust: the CUDA test binary (tests/cuda.rs, with the benchmark), the release `mnist`
+# example and its unit tests (the CUDA Adam kernel's test among them), all with
+# `--features cuda`, stripped and compressed with xz, plus the MNIST files, into
 # target/gpu-bundle/ (ignored by git; carry that path to the GPU machine, whose limit is 64 MiB:
-# the binaries are gzipped because candle's embedded PTX, most of their size, compresses well;
-# the script prints the bundle's size).
+# candle's embedded PTX, most of each binary, compresses well; the script prints the size).
 #
 #   eval "$(scripts/cuda-toolkit.sh /work/cuda-toolkit)"   # CUDA_HOME, NVCC, CUDA_COMPUTE_CAP
 #   nice -n 10 scripts/gpu-bundle.sh                       # over 40 min on 2 cores from scratch
@@ -24,33 +24,38 @@ MNIST=${MNIST_DIR:-$ROOT/../shared/data/mnist}
 command -v python3 >/dev/null || die "python3 is needed to read cargo's JSON messages"
 
 cd "$ROOT"
-# The path of the executable cargo built for the target named $1 (from --message-format=json);
-# the compiler's messages go to stderr.
+# The path of the executable cargo built for the target named $1 (from --message-format=json),
+# its test harness when $2 is "test"; the compiler's messages go to stderr.
 executable() {
   python3 -c '
 import json, sys
+name, harness = sys.argv[1], sys.argv[2] == "test"
 for line in sys.stdin:
     if not line.startswith("{"):
         continue
     m = json.loads(line)
     if m.get("reason") == "compiler-message":
         sys.stderr.write(m["message"].get("rendered") or "")
-    elif m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
-        print(m["executable"])' "$1" | tail -n1
+    elif (m.get("reason") == "compiler-artifact" and m["target"]["name"] == name
+          and m.get("executable") and m["profile"]["test"] == harness):
+        print(m["executable"])' "$1" "$2" | tail -n1
 }
 tests=$(cargo test --release --features cuda --test cuda --no-run --message-format=json |
-  executable cuda) || die "building the cuda test binary failed (messages above)"
+  executable cuda test) || die "building the cuda test binary failed (messages above)"
 [[ -x $tests ]] || die "cargo did not report the cuda test binary"
 mnist=$(cargo build --release --features cuda --example mnist --message-format=json |
-  executable mnist) || die "building the mnist example failed (messages above)"
+  executable mnist bin) || die "building the mnist example failed (messages above)"
 [[ -x $mnist ]] || die "cargo did not report the mnist example"
+mnist_tests=$(cargo test --release --features cuda --example mnist --no-run \
+  --message-format=json | executable mnist test) || die "building the mnist tests failed (messages above)"
+[[ -x $mnist_tests && $mnist_tests != "$mnist" ]] || die "cargo did not report the mnist tests"
 
 rm -rf "$OUT"
 mkdir -p "$OUT/data"
-for pair in "cuda-tests:$tests" "mnist:$mnist"; do
+for pair in "cuda-tests:$tests" "mnist:$mnist" "mnist-tests:$mnist_tests"; do
   name=${pair%%:*} bin=${pair#*:}
   strip -o "$OUT/$name" "$bin"
-  gzip -9 "$OUT/$name"
+  xz -9 -T0 "$OUT/$name"
 done
 cp "$MNIST"/*-ubyte* "$OUT/data/"
 {

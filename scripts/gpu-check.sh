@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Every GPU check of polyact, in one run on a machine with an NVIDIA GPU and no Rust: the
-# prebuilt binaries of scripts/gpu-bundle.sh (carry target/gpu-bundle there) run
-#   1. tests/cuda.rs: every CUDA op against the CPU op (values, gradients, dtypes, layouts);
-#   2. the 16M-f32 benchmark: fused PolyAct forward(+backward) vs candle's sigmoid vs a copy;
-#   3. the MNIST example on the GPU: --quick (six activations, one epoch), then the study's
-#      12-epoch run of one activation, timed (skip with MNIST_FULL=0).
+# Every GPU check of polyact, on a machine with an NVIDIA GPU and no Rust: the prebuilt binaries
+# of scripts/gpu-bundle.sh (carry target/gpu-bundle there) run, in parts:
+#   tests    tests/cuda.rs: every CUDA op against the CPU op (values, gradients, dtypes, layouts),
+#            and the example's CUDA Adam kernel against the CPU update, bit for bit;
+#   bench    the 16M-f32 benchmark: fused PolyAct forward(+backward) vs candle's sigmoid vs a copy;
+#   profile  where a training step's time goes on the GPU (--profile-steps): relu and m_sigmoid
+#            (candle's conv, fused Adam), relu with --conv gemm, relu with candle's AdamW;
+#   quick    the MNIST example's --quick (six activations, one epoch, two jobs);
+#   full     the study's 12-epoch run of m_sigmoid, timed;
+#   six      the study's six activations, 12 epochs each, six jobs side by side, timed.
 #
-#   scripts/gpu-check.sh [BUNDLE]      # BUNDLE defaults to target/gpu-bundle
+#   scripts/gpu-check.sh [BUNDLE]                 # every part; BUNDLE defaults to target/gpu-bundle
+#   PARTS="tests bench profile quick" scripts/gpu-check.sh   # some parts (about 5 minutes)
+#   PARTS="full six" scripts/gpu-check.sh                    # the timed training (5 to 10 minutes)
 #
 # Each part runs under a time limit and the script goes on after a failure; the last lines sum
 # up the exit status of every part. The binaries need the driver's libcuda.so.1 and the CUDA 13
@@ -19,7 +25,9 @@ BUNDLE=${1:-target/gpu-bundle}
 WORK=$(mktemp -d)
 declare -A STATUS
 log() { echo "== gpu-check: $*"; }
-[[ -f $BUNDLE/cuda-tests.gz && -f $BUNDLE/mnist.gz ]] || {
+PARTS=" ${PARTS:-tests bench profile quick full six} "
+want() { [[ $PARTS == *" $1 "* ]]; }
+[[ -f $BUNDLE/cuda-tests.xz && -f $BUNDLE/mnist.xz && -f $BUNDLE/mnist-tests.xz ]] || {
   echo "gpu-check.sh: error: no bundle in $BUNDLE (build it with scripts/gpu-bundle.sh)" >&2
   exit 2
 }
@@ -27,8 +35,8 @@ cat "$BUNDLE/BUILD" 2>/dev/null
 nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total,memory.used --format=csv ||
   log "nvidia-smi failed: is there a GPU?"
 
-for bin in cuda-tests mnist; do
-  gunzip -c "$BUNDLE/$bin.gz" >"$WORK/$bin" && chmod +x "$WORK/$bin"
+for bin in cuda-tests mnist mnist-tests; do
+  xz -dc "$BUNDLE/$bin.xz" >"$WORK/$bin" && chmod +x "$WORK/$bin"
 done
 
 # Folders holding the CUDA libraries the binaries link to, added to LD_LIBRARY_PATH.
@@ -62,18 +70,31 @@ part() { # NAME LIMIT_S COMMAND...
   log "$name: ${STATUS[$name]}"
 }
 
-part tests 240 "$WORK/cuda-tests" --test-threads=1 --nocapture
-part bench 120 "$WORK/cuda-tests" --ignored --nocapture --test-threads=1 bench_
 MNIST_ARGS=(--device cuda --data-dir "$BUNDLE/data" --offline --no-save --no-plots)
-part mnist-quick 240 "$WORK/mnist" "${MNIST_ARGS[@]}" --quick --out "$WORK/quick"
-if [[ ${MNIST_FULL:-1} != 0 ]]; then
-  part mnist-12-epochs 480 "$WORK/mnist" "${MNIST_ARGS[@]}" --activations m_sigmoid --epochs 12 \
-    --out "$WORK/full"
+if want tests; then
+  part tests 240 "$WORK/cuda-tests" --test-threads=1 --nocapture
+  part adam-test 60 "$WORK/mnist-tests" --exact train::tests::fused_adam_on_cuda_is_the_cpu_update \
+    --nocapture
 fi
+want bench && part bench 120 "$WORK/cuda-tests" --ignored --nocapture --test-threads=1 bench_
+if want profile; then
+  part profile-relu 90 "$WORK/mnist" "${MNIST_ARGS[@]}" --activations relu --profile-steps 200
+  part profile-m_sigmoid 90 "$WORK/mnist" "${MNIST_ARGS[@]}" --activations m_sigmoid \
+    --profile-steps 200
+  part profile-relu-gemm 90 "$WORK/mnist" "${MNIST_ARGS[@]}" --activations relu --conv gemm \
+    --profile-steps 200
+  part profile-relu-candle-adam 90 "$WORK/mnist" "${MNIST_ARGS[@]}" --activations relu \
+    --optimizer candle --profile-steps 200
+fi
+want quick && part mnist-quick 240 "$WORK/mnist" "${MNIST_ARGS[@]}" --quick --out "$WORK/quick"
+want full && part mnist-12-epochs 300 "$WORK/mnist" "${MNIST_ARGS[@]}" --activations m_sigmoid \
+  --epochs 12 --out "$WORK/full"
+want six && part mnist-six-12-epochs 420 "$WORK/mnist" "${MNIST_ARGS[@]}" --jobs 6 --epochs 12 \
+  --out "$WORK/six"
 
 log "summary"
 for name in "${!STATUS[@]}"; do echo "  $name: ${STATUS[$name]}"; done
-if grep -h SKIPPED "$WORK"/tests.log; then
+if grep -h SKIPPED "$WORK"/tests.log "$WORK"/adam-test.log 2>/dev/null; then
   echo "  the tests above were SKIPPED: they did not reach a GPU, so nothing was verified"
 fi
 rm -rf "$WORK"

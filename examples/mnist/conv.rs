@@ -12,8 +12,11 @@
 //!   pass recomputes the im2col chunk instead of storing it, and computes the input gradient only
 //!   when the input takes part in autograd (never for the first layer, whose input is the data).
 //!   Chunks run in parallel on the current rayon pool.
-//! - [`candle_block`], the same block from candle's own ops (NCHW `conv2d`, `max_pool2d`), used
-//!   on devices other than the CPU and as the oracle the fused op is tested against.
+//! - [`candle_block`], the same block from candle's own ops (NCHW `conv2d`, then the pooling as
+//!   a reshape and two `max`es), used on devices other than the CPU and as the oracle the other
+//!   two are tested against.
+//! - [`gemm_block`], the same block as one matrix product of a patch matrix built from shifted
+//!   views, NHWC throughout, from candle's ops (any device; `--conv gemm`).
 
 use std::sync::Mutex;
 
@@ -803,22 +806,59 @@ pub fn candle_block(
         .contiguous()?;
     let z = x.contiguous()?.conv2d(&kernel, 0, 1, 1, 1)?;
     let z = z.broadcast_add(&b.reshape((1, g.cout, 1, 1))?)?;
+    act_pool(g, kind, &z.permute((0, 2, 3, 1))?)
+}
+
+/// The same block with the convolution as one matrix product, in NHWC throughout, from
+/// candle's tensor ops (any device): the patch matrix is the `k·k` shifted views of the padded
+/// input side by side along the channels (the order of the HWIO weight rows), so multiplying it
+/// by the `[k·k·cin, cout]` weights is the convolution. Its backward pass is two matrix
+/// products and the views' adjoints, where candle's `conv2d` backward runs a transposed
+/// convolution and a convolution of transposed tensors; the first layer's input takes no
+/// gradient at all.
+pub fn gemm_block(
+    g: ConvGeom,
+    kind: &BlockKind,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+) -> Result<Tensor> {
+    let (top, bottom) = same_padding(g.h, g.k, 1);
+    let (left, right) = same_padding(g.w, g.k, 1);
+    let n = x.dim(0)?;
+    let padded = x
+        .pad_with_zeros(1, top, bottom)?
+        .pad_with_zeros(2, left, right)?;
+    let mut views = Vec::with_capacity(g.k * g.k);
+    for ky in 0..g.k {
+        for kx in 0..g.k {
+            views.push(padded.narrow(1, ky, g.h)?.narrow(2, kx, g.w)?);
+        }
+    }
+    let patches = Tensor::cat(&views, 3)?.reshape((n * g.h * g.w, g.patch()))?;
+    let z = patches
+        .matmul(w)?
+        .broadcast_add(b)?
+        .reshape((n, g.h, g.w, g.cout))?;
+    act_pool(g, kind, &z)
+}
+
+/// The activation and the 2x2 pooling of a block, on its NHWC pre-activations `z` (any
+/// layout): the odd last row and column, if any, are dropped, as Keras' 'valid' pooling does.
+fn act_pool(g: ConvGeom, kind: &BlockKind, z: &Tensor) -> Result<Tensor> {
     let z = match &kind.act {
         ConvAct::Relu => z.relu()?,
         ConvAct::Poly(c) => {
             // Horner: ((c_n z + c_{n-1}) z + ...) z + c_0.
             let mut acc = z.affine(0.0, f64::from(*c.last().unwrap_or(&0.0)))?;
             for &ck in c.iter().rev().skip(1) {
-                acc = (acc * &z)?.affine(1.0, f64::from(ck))?;
+                acc = (acc * z)?.affine(1.0, f64::from(ck))?;
             }
             acc
         }
     };
     let (ph, pw) = (g.ph(), g.pw());
-    let z = z
-        .permute((0, 2, 3, 1))?
-        .narrow(1, 0, 2 * ph)?
-        .narrow(2, 0, 2 * pw)?;
+    let z = z.narrow(1, 0, 2 * ph)?.narrow(2, 0, 2 * pw)?;
     let n = z.dim(0)?;
     let windows = z.contiguous()?.reshape((n, ph, 2, pw, 2, g.cout))?;
     match kind.pool {
@@ -896,13 +936,20 @@ mod tests {
             let b = Var::from_tensor(&random(&[g.cout], 0.1, &mut rng)).unwrap();
             let upstream = random(&[CHUNK + 3, g.ph(), g.pw(), g.cout], 1.0, &mut rng);
 
-            for kind in kinds() {
-                let fused = ConvBlock::forward(g, &kind, &x, &w, &b, true).unwrap();
+            for (kind, gemm) in kinds()
+                .into_iter()
+                .flat_map(|k| [(k.clone(), false), (k, true)])
+            {
+                let fused = if gemm {
+                    gemm_block(g, &kind, &x, &w, &b).unwrap()
+                } else {
+                    ConvBlock::forward(g, &kind, &x, &w, &b, true).unwrap()
+                };
                 let reference = candle_block(g, &kind, &x, &w, &b).unwrap();
                 assert_eq!(fused.dims(), reference.dims());
                 assert!(
                     max_abs_diff(&fused, &reference) < FUSED_VS_CANDLE,
-                    "{g:?} {kind:?}"
+                    "{g:?} {kind:?} gemm {gemm}"
                 );
 
                 let gf = (fused * &upstream)
@@ -930,7 +977,7 @@ mod tests {
                             .unwrap();
                     assert!(
                         max_abs_diff(a, c) < FUSED_VS_CANDLE * scale,
-                        "{g:?} {kind:?} d{name}"
+                        "{g:?} {kind:?} gemm {gemm} d{name}"
                     );
                 }
             }

@@ -34,6 +34,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod conv;
 mod data;
 mod float;
+#[cfg(feature = "cuda")]
+mod gpu;
 mod model;
 mod report;
 mod results;
@@ -63,7 +65,8 @@ use crate::train::{Engine, OptimizerKind, Prepared, RunConfig};
 enum DeviceKind {
     /// The CPU (fused convolution and Adam).
     Cpu,
-    /// The first CUDA GPU (needs the crate's `cuda` feature; uses candle's generic ops).
+    /// The first CUDA GPU (needs the crate's `cuda` feature): candle's convolutions, polyact's
+    /// fused activation kernels, the example's fused Adam kernel, the data set kept on the GPU.
     Cuda,
 }
 
@@ -158,6 +161,11 @@ struct Args {
     /// format in save.rs).
     #[arg(long)]
     no_save: bool,
+    /// Train nothing: time N training steps of the first activation phase by phase (batch,
+    /// forward, loss, backward, update; waiting for the device after each), then N steps
+    /// straight, and print milliseconds per step. Nothing is written.
+    #[arg(long, value_parser = positive)]
+    profile_steps: Option<usize>,
     /// Train nothing: regenerate the tables, `summary.md` and the plots from `results.jsonl`
     /// in `--out` alone (runs of several machines or sessions may be combined in it).
     #[arg(long)]
@@ -255,11 +263,13 @@ impl Args {
         let conv_act: ActSpec = self.conv_activation.parse()?;
         let blocks = model::ConvSpec::new(&conv_act, self.pool)?;
         let device = device(self.device)?;
-        let (conv, optimizer) = if device.is_cpu() {
-            (self.conv, self.optimizer)
+        // The fused convolution is CPU code; Adam has a kernel for both devices.
+        let conv = if device.is_cpu() {
+            self.conv
         } else {
-            (ConvImpl::Candle, OptimizerKind::Candle)
+            ConvImpl::Candle
         };
+        let optimizer = self.optimizer;
         Ok(Engine {
             device,
             conv,
@@ -353,6 +363,14 @@ fn run_all(
                         return;
                     }
                 };
+                let engine = match engine.for_job() {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let _ = tx.send(Err(anyhow::anyhow!("device for a job: {e}")));
+                        return;
+                    }
+                };
+                let engine = &engine;
                 loop {
                     let next = queue.lock().expect("poisoned").pop_front();
                     let Some((label, seed)) = next else { break };
@@ -499,6 +517,13 @@ fn main() -> anyhow::Result<()> {
     let engine = args.engine(&out)?;
     let prepared = args.data()?;
     let cfg = args.run_config();
+    if let Some(steps) = args.profile_steps {
+        println!(
+            "{}",
+            train::profile(&specs[0], &prepared, &cfg, &engine, steps)?
+        );
+        return Ok(());
+    }
     start_results(&out, args.resume)?;
     print_model(&specs[0], &engine)?;
     let done = if args.resume {

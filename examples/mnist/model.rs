@@ -15,7 +15,7 @@ use polyact::nn::Guarded;
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use crate::conv::{BlockKind, ConvAct, ConvBlock, ConvGeom, Pooling, candle_block};
+use crate::conv::{BlockKind, ConvAct, ConvBlock, ConvGeom, Pooling, candle_block, gemm_block};
 use crate::spec::{ActKind, ActSpec};
 
 /// First convolution block: 28x28x1 → 32 filters 5x5 → 14x14x32.
@@ -50,8 +50,11 @@ pub const DROPOUT_DENSE: f32 = 0.5;
 pub enum ConvImpl {
     /// The fused im2col + gemm op of `conv.rs` (CPU only).
     Fused,
-    /// candle's own `conv2d` and `max_pool2d` (any device).
+    /// candle's own `conv2d`, pooling as a reshape and `max` (any device).
     Candle,
+    /// One matrix product of a patch matrix built from shifted views, NHWC throughout (any
+    /// device; `conv::gemm_block`).
+    Gemm,
 }
 
 /// The convolution blocks' activation and pooling (`--conv-activation`, `--pool`).
@@ -320,6 +323,7 @@ impl Model {
         match self.conv {
             ConvImpl::Fused => ConvBlock::forward(g, &self.blocks.kind, x, w, b, train),
             ConvImpl::Candle => candle_block(g, &self.blocks.kind, x, w, b),
+            ConvImpl::Gemm => gemm_block(g, &self.blocks.kind, x, w, b),
         }
     }
 

@@ -21,7 +21,8 @@ use crate::spec::ActSpec;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OptimizerKind {
-    /// One parallel pass per variable on the CPU (same update as candle's AdamW).
+    /// One pass per variable: parallel on the CPU, one kernel launch on a CUDA GPU (same
+    /// update as candle's AdamW).
     Fused,
     /// `candle_nn::AdamW` with weight decay 0 (any device; about 14 tensor ops per variable).
     Candle,
@@ -224,48 +225,148 @@ fn batch(split: &Split, idx: &[usize], device: &Device) -> candle_core::Result<(
     ))
 }
 
-fn correct(logits: &Tensor, y: &Tensor) -> candle_core::Result<usize> {
-    let pred = logits.argmax(1)?;
-    Ok(pred
-        .eq(y)?
-        .to_dtype(candle_core::DType::F32)?
-        .sum_all()?
-        .to_scalar::<f32>()? as usize)
+/// The examples of a split where the model reads them from. On the CPU each batch is
+/// gathered from the bytes as it is needed; on a GPU the whole split is converted and uploaded
+/// once (MNIST's 60,000 training images are 188 MB as `f32`), and a batch is gathered on the
+/// device, so a training step sends only its indices.
+pub enum Source<'a> {
+    /// Gathered on the host per batch.
+    Host(&'a Split),
+    /// Resident on the device: `[n, 28, 28, 1]` pixels in [0, 1] and `[n]` labels.
+    Resident { images: Tensor, labels: Tensor },
 }
 
-/// Accuracy of `model` on `split` (inference mode, batches of 500).
-pub fn evaluate(model: &Model, split: &Split) -> candle_core::Result<f64> {
-    if split.len() == 0 {
+impl<'a> Source<'a> {
+    /// `split` as `device` reads it best.
+    pub fn new(split: &'a Split, device: &Device) -> candle_core::Result<Self> {
+        if device.is_cpu() {
+            Ok(Self::Host(split))
+        } else {
+            Self::resident(split, device)
+        }
+    }
+
+    /// The whole split uploaded to `device`, with the host path's values.
+    pub fn resident(split: &Split, device: &Device) -> candle_core::Result<Self> {
+        let all: Vec<usize> = (0..split.len()).collect();
+        let (images, labels) = batch(split, &all, device)?;
+        Ok(Self::Resident { images, labels })
+    }
+
+    /// Number of examples.
+    fn len(&self) -> usize {
+        match self {
+            Self::Host(split) => split.len(),
+            Self::Resident { labels, .. } => labels.elem_count(),
+        }
+    }
+
+    /// The examples `idx` (pixels, labels) on `device`.
+    fn batch(&self, idx: &[usize], device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+        match self {
+            Self::Host(split) => batch(split, idx, device),
+            Self::Resident { images, labels } => {
+                let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
+                let ids = Tensor::from_vec(ids, idx.len(), images.device())?;
+                Ok((images.index_select(&ids, 0)?, labels.index_select(&ids, 0)?))
+            }
+        }
+    }
+
+    /// The examples `start..start + len` on `device`.
+    fn range(
+        &self,
+        start: usize,
+        len: usize,
+        device: &Device,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        match self {
+            Self::Host(split) => {
+                let idx: Vec<usize> = (start..start + len).collect();
+                batch(split, &idx, device)
+            }
+            Self::Resident { images, labels } => {
+                Ok((images.narrow(0, start, len)?, labels.narrow(0, start, len)?))
+            }
+        }
+    }
+}
+
+/// The number of rows of `logits` whose largest entry is at `y`, as a scalar `f32` tensor
+/// (read later: reading waits for the device).
+fn correct(logits: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
+    logits
+        .argmax(1)?
+        .eq(y)?
+        .to_dtype(candle_core::DType::F32)?
+        .sum_all()
+}
+
+/// Accuracy of `model` on `source` (inference mode, batches of 500, one read at the end).
+pub fn evaluate(model: &Model, source: &Source<'_>) -> candle_core::Result<f64> {
+    let n = source.len();
+    if n == 0 {
         return Ok(f64::NAN);
     }
-    let mut right = 0;
-    let all: Vec<usize> = (0..split.len()).collect();
-    for idx in all.chunks(500) {
-        let (x, y) = batch(split, idx, model.device())?;
-        right += correct(&model.forward(&x, None)?, &y)?;
+    let mut right = Vec::with_capacity(n.div_ceil(500));
+    for start in (0..n).step_by(500) {
+        let (x, y) = source.range(start, 500.min(n - start), model.device())?;
+        right.push(correct(&model.forward(&x, None)?, &y)?);
     }
-    Ok(right as f64 / split.len() as f64)
+    let right: f32 = Tensor::stack(&right, 0)?.sum_all()?.to_scalar()?;
+    Ok(f64::from(right) / n as f64)
 }
 
 /// Adam (Kingma & Ba) with the moments in plain vectors, updating each variable in place in
 /// one parallel pass: `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`, `θ ← θ − lr·m̂/(√v̂ + ε)` with
 /// bias-corrected `m̂, v̂` — the update of `candle_nn::AdamW` with weight decay 0, which it is
 /// tested against, without its dozen temporary tensors per variable.
+///
+/// On a CUDA device the moments live on the GPU and each variable is one kernel launch
+/// (`gpu.rs`), with the same arithmetic in the same order as on the CPU.
 pub struct FusedAdam {
-    vars: Vec<(Var, Vec<f32>, Vec<f32>)>,
+    vars: Vec<(Var, Moments)>,
     lr: f64,
     t: i32,
 }
 
+/// Adam's first and second moments of one variable, where the variable lives.
+enum Moments {
+    Host(Vec<f32>, Vec<f32>),
+    #[cfg(feature = "cuda")]
+    Cuda(crate::gpu::Moments),
+}
+
+impl Moments {
+    fn zeros(var: &Var) -> candle_core::Result<Self> {
+        let n = var.elem_count();
+        match var.device() {
+            Device::Cpu => Ok(Self::Host(vec![0.0; n], vec![0.0; n])),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(dev) => Ok(Self::Cuda(crate::gpu::Moments::zeros(dev, n)?)),
+            other => candle_core::bail!("fused Adam: no kernel for {other:?}"),
+        }
+    }
+
+    /// The host moments; an error when they live on a GPU.
+    fn host(&mut self) -> candle_core::Result<(&mut [f32], &mut [f32])> {
+        match self {
+            Self::Host(m, v) => Ok((m, v)),
+            #[cfg(feature = "cuda")]
+            Self::Cuda(_) => candle_core::bail!("fused Adam: the moments are on the GPU"),
+        }
+    }
+}
+
 /// Adam's per-step constants.
 #[derive(Clone, Copy)]
-struct AdamCoef {
-    b1: f32,
-    b2: f32,
-    scale_m: f32,
-    scale_v: f32,
-    lr: f32,
-    eps: f32,
+pub struct AdamCoef {
+    pub b1: f32,
+    pub b2: f32,
+    pub scale_m: f32,
+    pub scale_v: f32,
+    pub lr: f32,
+    pub eps: f32,
 }
 
 #[inline(always)]
@@ -312,7 +413,7 @@ fn adam_update(c: AdamCoef, theta: &mut [f32], g: &[f32], m: &mut [f32], v: &mut
 /// The in-place update of one variable (`θ` is the destination, the gradient the source).
 struct AdamStep<'a> {
     coef: AdamCoef,
-    moments: std::cell::RefCell<(&'a mut [f32], &'a mut [f32])>,
+    moments: std::cell::RefCell<&'a mut Moments>,
 }
 
 impl candle_core::InplaceOp2 for AdamStep<'_> {
@@ -337,31 +438,42 @@ impl candle_core::InplaceOp2 for AdamStep<'_> {
         let g = &s2.as_slice::<f32>()?[g0..g1];
         let theta = &mut theta[t0..t1];
         let mut guard = self.moments.borrow_mut();
-        let (m, v) = &mut *guard;
+        let (m, v) = guard.host()?;
         if theta.len() != g.len() || m.len() != g.len() {
             candle_core::bail!("fused Adam: shape mismatch")
         }
         adam_update(self.coef, theta, g, m, v);
         Ok(())
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        let mut guard = self.moments.borrow_mut();
+        let Moments::Cuda(moments) = &mut **guard else {
+            candle_core::bail!("fused Adam: the moments are not on the GPU")
+        };
+        crate::gpu::adam(self.coef, s1, l1, s2, l2, moments)
+    }
 }
 
 impl FusedAdam {
     /// Zero moments for every variable.
-    pub fn new(vars: Vec<Var>, lr: f64) -> Self {
+    pub fn new(vars: Vec<Var>, lr: f64) -> candle_core::Result<Self> {
         let vars = vars
             .into_iter()
-            .map(|v| {
-                let n = v.elem_count();
-                (v, vec![0.0; n], vec![0.0; n])
-            })
-            .collect();
-        Self { vars, lr, t: 0 }
+            .map(|v| Moments::zeros(&v).map(|m| (v, m)))
+            .collect::<candle_core::Result<_>>()?;
+        Ok(Self { vars, lr, t: 0 })
     }
 
-    /// One update from the gradients of `loss`.
-    pub fn backward_step(&mut self, loss: &Tensor) -> candle_core::Result<()> {
-        let grads = loss.backward()?;
+    /// One update from `grads`.
+    pub fn step(&mut self, grads: &candle_core::backprop::GradStore) -> candle_core::Result<()> {
         self.t += 1;
         let coef = AdamCoef {
             b1: BETA1 as f32,
@@ -371,12 +483,12 @@ impl FusedAdam {
             lr: self.lr as f32,
             eps: EPS as f32,
         };
-        for (var, m, v) in &mut self.vars {
+        for (var, moments) in &mut self.vars {
             let Some(g) = grads.get(var) else { continue };
             let g = g.contiguous()?;
             let step = AdamStep {
                 coef,
-                moments: std::cell::RefCell::new((m.as_mut_slice(), v.as_mut_slice())),
+                moments: std::cell::RefCell::new(moments),
             };
             var.as_tensor().inplace_op2(&g, &step)?;
         }
@@ -392,7 +504,7 @@ enum Opt {
 impl Opt {
     fn new(kind: OptimizerKind, vars: Vec<Var>, lr: f64) -> candle_core::Result<Self> {
         Ok(match kind {
-            OptimizerKind::Fused => Opt::Fused(FusedAdam::new(vars, lr)),
+            OptimizerKind::Fused => Opt::Fused(FusedAdam::new(vars, lr)?),
             OptimizerKind::Candle => Opt::Candle(candle_nn::AdamW::new(
                 vars,
                 candle_nn::ParamsAdamW {
@@ -406,9 +518,12 @@ impl Opt {
         })
     }
     fn backward_step(&mut self, loss: &Tensor) -> candle_core::Result<()> {
+        self.step(&loss.backward()?)
+    }
+    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> candle_core::Result<()> {
         match self {
-            Opt::Fused(o) => o.backward_step(loss),
-            Opt::Candle(o) => o.backward_step(loss),
+            Opt::Fused(o) => o.step(grads),
+            Opt::Candle(o) => o.step(grads),
         }
     }
 }
@@ -432,6 +547,22 @@ pub struct Engine {
     pub models: Option<std::path::PathBuf>,
 }
 
+impl Engine {
+    /// The engine of one job among several: on a GPU, a device handle with a stream (and a
+    /// cuBLAS handle) of its own, so that side-by-side runs queue their work independently;
+    /// elsewhere the same engine.
+    pub fn for_job(&self) -> candle_core::Result<Self> {
+        let device = match self.device.location() {
+            candle_core::DeviceLocation::Cuda { gpu_id } => Device::new_cuda_with_stream(gpu_id)?,
+            _ => self.device.clone(),
+        };
+        Ok(Self {
+            device,
+            ..self.clone()
+        })
+    }
+}
+
 /// Prints above the progress bar, or plainly when the bar is hidden (no terminal).
 pub fn say(bar: &ProgressBar, line: String) {
     if bar.is_hidden() {
@@ -445,10 +576,17 @@ pub fn say(bar: &ProgressBar, line: String) {
 struct Ctx<'a> {
     label: &'a str,
     seed: u64,
-    data: &'a Prepared,
+    sources: &'a Sources<'a>,
     cfg: &'a RunConfig,
     engine: &'a Engine,
     bar: &'a ProgressBar,
+}
+
+/// A run's three splits, where the model reads them from.
+struct Sources<'a> {
+    train: Source<'a>,
+    val: Source<'a>,
+    test: Source<'a>,
 }
 
 /// Running sums over an epoch's training steps.
@@ -457,6 +595,53 @@ struct EpochSums {
     loss: f64,
     right: usize,
     seen: usize,
+}
+
+/// Training steps a GPU runs between two reads of their figures. A read waits until the device
+/// has finished the work queued so far, so reading every step would keep the host and the GPU
+/// taking turns; the CPU reads every step (there is nothing to wait for, and a diverging
+/// step's update is then never applied).
+const GPU_READ_EVERY: usize = 50;
+
+/// One training step's figures, still on the device.
+struct StepFigures {
+    /// 1-based step number in the epoch.
+    step: usize,
+    /// Examples in the batch.
+    size: usize,
+    /// Mean loss, a scalar tensor.
+    loss: Tensor,
+    /// Correct predictions, a scalar `f32` tensor.
+    right: Tensor,
+}
+
+/// Adds the figures of `unread` to `sums` with one read from the device and empties it;
+/// returns the first step whose loss is NaN or infinite, with that loss.
+fn read_figures(
+    unread: &mut Vec<StepFigures>,
+    sums: &mut EpochSums,
+) -> candle_core::Result<Option<(usize, f32)>> {
+    if unread.is_empty() {
+        return Ok(None);
+    }
+    let column = |f: fn(&StepFigures) -> &Tensor| {
+        Tensor::stack(&unread.iter().map(f).collect::<Vec<_>>(), 0)
+    };
+    let table = Tensor::stack(&[column(|s| &s.loss)?, column(|s| &s.right)?], 0)?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec2::<f32>()?;
+    let mut diverged = None;
+    for (figures, (&loss, &right)) in unread.iter().zip(table[0].iter().zip(&table[1])) {
+        if !loss.is_finite() {
+            diverged = Some((figures.step, loss));
+            break;
+        }
+        sums.loss += f64::from(loss) * figures.size as f64;
+        sums.right += right as usize;
+        sums.seen += figures.size;
+    }
+    unread.clear();
+    Ok(diverged)
 }
 
 /// One pass over the training set in `order`; `Err` when the loss became NaN or infinite.
@@ -468,37 +653,37 @@ fn train_epoch(
     order: &[usize],
     epoch: usize,
 ) -> anyhow::Result<Result<EpochSums, Divergence>> {
-    let (cfg, bar) = (ctx.cfg, ctx.bar);
+    let (cfg, bar, device) = (ctx.cfg, ctx.bar, &ctx.engine.device);
+    let read_every = if device.is_cpu() { 1 } else { GPU_READ_EVERY };
     let steps = order.len().div_ceil(cfg.batch_size);
     let t0 = Instant::now();
     let mut sums = EpochSums::default();
+    let mut unread = Vec::with_capacity(read_every);
     for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
-        let (x, y) = batch(&ctx.data.train, idx, &ctx.engine.device)?;
+        let (x, y) = ctx.sources.train.batch(idx, device)?;
         let logits = model.forward(&x, Some(rng))?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-        let l = loss.to_scalar::<f32>()?;
-        if !l.is_finite() {
-            say(
-                bar,
-                format!(
-                    "{} seed {}: diverged at epoch {epoch} step {} (loss {l})",
-                    ctx.label,
-                    ctx.seed,
-                    step + 1
-                ),
-            );
-            return Ok(Err(Divergence {
-                epoch,
-                step: step + 1,
-                loss: l.to_string(),
-            }));
-        }
-        opt.backward_step(&loss)?;
-        sums.loss += f64::from(l) * idx.len() as f64;
-        sums.right += correct(&logits, &y)?;
-        sums.seen += idx.len();
-        bar.inc(1);
-        if step % 10 == 0 || step + 1 == steps {
+        unread.push(StepFigures {
+            step: step + 1,
+            size: idx.len(),
+            loss: loss.clone(),
+            right: correct(&logits, &y)?,
+        });
+        if unread.len() == read_every || step + 1 == steps {
+            if let Some((at, l)) = read_figures(&mut unread, &mut sums)? {
+                say(
+                    bar,
+                    format!(
+                        "{} seed {}: diverged at epoch {epoch} step {at} (loss {l})",
+                        ctx.label, ctx.seed
+                    ),
+                );
+                return Ok(Err(Divergence {
+                    epoch,
+                    step: at,
+                    loss: l.to_string(),
+                }));
+            }
             let rate = sums.seen as f64 / t0.elapsed().as_secs_f64();
             bar.set_message(format!(
                 "epoch {epoch}/{} loss {:.4} acc {:.4} {rate:.0} img/s",
@@ -507,6 +692,8 @@ fn train_epoch(
                 sums.right as f64 / sums.seen as f64
             ));
         }
+        opt.backward_step(&loss)?;
+        bar.inc(1);
     }
     Ok(Ok(sums))
 }
@@ -521,8 +708,8 @@ fn epoch_record(
 ) -> anyhow::Result<EpochRecord> {
     // Taken before evaluating: the fraction is over the epoch's training steps only.
     let out_of_domain = model.take_out_of_range();
-    let val_accuracy = if ctx.data.val.len() > 0 {
-        Some(evaluate(model, &ctx.data.val)?)
+    let val_accuracy = if ctx.sources.val.len() > 0 {
+        Some(evaluate(model, &ctx.sources.val)?)
     } else {
         None
     };
@@ -531,7 +718,7 @@ fn epoch_record(
         train_loss: sums.loss / sums.seen as f64,
         train_accuracy: sums.right as f64 / sums.seen as f64,
         val_accuracy,
-        test_accuracy: evaluate(model, &ctx.data.test)?,
+        test_accuracy: evaluate(model, &ctx.sources.test)?,
         seconds,
         images_per_second: sums.seen as f64 / seconds,
         out_of_domain,
@@ -575,6 +762,92 @@ fn save_model(
     Ok(Some(path.display().to_string()))
 }
 
+/// Where a training step's time goes, as a table: `steps` steps of `spec` with a wait for the
+/// device after each phase (so that each phase's time is its own, launches and device work
+/// together), then `steps` steps without waits (the real pace of training, the evaluation left
+/// out). A few steps before each part are not counted (first launches load kernels).
+pub fn profile(
+    spec: &ActSpec,
+    data: &Prepared,
+    cfg: &RunConfig,
+    engine: &Engine,
+    steps: usize,
+) -> anyhow::Result<String> {
+    const WARMUP: usize = 5;
+    const PHASES: [&str; 5] = ["batch", "forward", "loss", "backward", "update"];
+    let device = &engine.device;
+    let mut rng = StdRng::seed_from_u64(0);
+    let model = Model::new(
+        spec,
+        &engine.range,
+        &engine.blocks,
+        engine.conv,
+        device,
+        &mut rng,
+    )?;
+    let mut opt = Opt::new(engine.optimizer, model.varmap.all_vars(), cfg.lr)?;
+    let source = Source::new(&data.train, device)?;
+    let mut order: Vec<usize> = (0..data.train.len()).collect();
+    order.shuffle(&mut rng);
+    let mut batches = order.chunks(cfg.batch_size).cycle();
+    let mut spent = [0.0f64; PHASES.len()];
+    for i in 0..WARMUP + steps {
+        let idx = batches.next().expect("cycle of a non-empty order");
+        let mut lap = Instant::now();
+        let mut phase = |k: usize| -> candle_core::Result<()> {
+            device.synchronize()?;
+            if i >= WARMUP {
+                spent[k] += lap.elapsed().as_secs_f64();
+            }
+            lap = Instant::now();
+            Ok(())
+        };
+        let (x, y) = source.batch(idx, device)?;
+        phase(0)?;
+        let logits = model.forward(&x, Some(&mut rng))?;
+        phase(1)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+        phase(2)?;
+        let grads = loss.backward()?;
+        phase(3)?;
+        opt.step(&grads)?;
+        phase(4)?;
+    }
+    let mut started = Instant::now();
+    for i in 0..WARMUP + steps {
+        if i == WARMUP {
+            device.synchronize()?;
+            started = Instant::now();
+        }
+        let idx = batches.next().expect("cycle of a non-empty order");
+        let (x, y) = source.batch(idx, device)?;
+        let loss = candle_nn::loss::cross_entropy(&model.forward(&x, Some(&mut rng))?, &y)?;
+        opt.backward_step(&loss)?;
+    }
+    device.synchronize()?;
+    let straight = started.elapsed().as_secs_f64();
+
+    let ms = |seconds: f64| 1e3 * seconds / steps as f64;
+    let waited: f64 = spent.iter().sum();
+    let mut table = format!(
+        "{} on {:?} ({:?} convolution, {:?} Adam), batch {}, {steps} steps\n\n\
+         | phase | ms per step | share |\n|---|---:|---:|\n",
+        spec.label, device, engine.conv, engine.optimizer, cfg.batch_size
+    );
+    for (name, &t) in PHASES.iter().zip(&spent) {
+        table += &format!("| {name} | {:.3} | {:.0} % |\n", ms(t), 100.0 * t / waited);
+    }
+    table += &format!(
+        "| all, waiting after each phase | {:.3} | |\n\
+         | all, without waits | {:.3} | |\n\n\
+         {:.0} images/s without waits (training steps only)",
+        ms(waited),
+        ms(straight),
+        (steps * cfg.batch_size) as f64 / straight
+    );
+    Ok(table)
+}
+
 /// Trains one model and returns its result; a NaN/inf loss ends the run early as diverged.
 pub fn run(
     spec: &ActSpec,
@@ -585,10 +858,15 @@ pub fn run(
     bar: &ProgressBar,
 ) -> anyhow::Result<RunResult> {
     let start = Instant::now();
+    let sources = Sources {
+        train: Source::new(&data.train, &engine.device)?,
+        val: Source::new(&data.val, &engine.device)?,
+        test: Source::new(&data.test, &engine.device)?,
+    };
     let ctx = Ctx {
         label: &spec.label,
         seed,
-        data,
+        sources: &sources,
         cfg,
         engine,
         bar,
@@ -658,6 +936,52 @@ mod tests {
     /// Tolerance between the fused Adam and candle's AdamW after a few steps.
     const ADAM_MATCH: f32 = 1e-6;
 
+    /// The CUDA Adam kernel is the CPU update bit for bit (skips, saying so, without a GPU).
+    /// The loss `Σ w·c_t` has the gradient `c_t` exactly on both devices, so any difference
+    /// would be the kernel's; 1.1M elements take the kernel's grid-stride loop.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn fused_adam_on_cuda_is_the_cpu_update() {
+        use rand::Rng;
+        let gpu = match Device::new_cuda(0) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("SKIPPED fused_adam_on_cuda_is_the_cpu_update: no CUDA device ({e})");
+                return;
+            }
+        };
+        const N: usize = 1_100_000;
+        let mut rng = StdRng::seed_from_u64(21);
+        let w0: Vec<f32> = (0..N).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let grads: Vec<Vec<f32>> = (0..4)
+            .map(|_| (0..N).map(|_| rng.random_range(-2.0..2.0)).collect())
+            .collect();
+        let train = |device: &Device| -> Vec<f32> {
+            let w = Var::from_tensor(&Tensor::from_vec(w0.clone(), N, device).unwrap()).unwrap();
+            let mut adam = FusedAdam::new(vec![w.clone()], 1e-2).unwrap();
+            for g in &grads {
+                let c = Tensor::from_vec(g.clone(), N, device).unwrap();
+                let loss = (w.as_tensor() * &c).unwrap().sum_all().unwrap();
+                adam.step(&loss.backward().unwrap()).unwrap();
+            }
+            w.as_tensor().to_vec1::<f32>().unwrap()
+        };
+        let (cpu, cuda) = (train(&Device::Cpu), train(&gpu));
+        let differ = cpu
+            .iter()
+            .zip(&cuda)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(
+            differ, 0,
+            "{differ} of {N} weights differ between the CPU and the GPU"
+        );
+        assert!(
+            cpu.iter().zip(&w0).any(|(a, b)| (a - b).abs() > 1e-3),
+            "nothing moved"
+        );
+    }
+
     #[test]
     fn fused_adam_matches_candle_adamw() {
         use rand::Rng;
@@ -669,7 +993,7 @@ mod tests {
             Var::from_tensor(&Tensor::from_vec(w0.clone(), 40_000, &Device::Cpu).unwrap()).unwrap()
         };
         let (a, b) = (make(), make());
-        let mut fused = FusedAdam::new(vec![a.clone()], 1e-2);
+        let mut fused = FusedAdam::new(vec![a.clone()], 1e-2).unwrap();
         let mut reference = Opt::new(OptimizerKind::Candle, vec![b.clone()], 1e-2).unwrap();
         let loss = |w: &Var| {
             ((w.as_tensor() * &x)
@@ -682,7 +1006,7 @@ mod tests {
             .unwrap()
         };
         for _ in 0..5 {
-            fused.backward_step(&loss(&a)).unwrap();
+            fused.step(&loss(&a).backward().unwrap()).unwrap();
             reference.backward_step(&loss(&b)).unwrap();
         }
         let d = (a.as_tensor() - b.as_tensor())
@@ -714,6 +1038,72 @@ mod tests {
             images: (0..n * SIDE * SIDE).map(|_| rng.random()).collect(),
             labels: (0..n).map(|i| (i % 10) as u8).collect(),
         }
+    }
+
+    /// The device-resident source gathers and slices exactly what the host path builds.
+    #[test]
+    fn resident_batches_are_the_host_batches() {
+        let split = synthetic(37, 5);
+        let host = Source::new(&split, &Device::Cpu).unwrap();
+        let resident = Source::resident(&split, &Device::Cpu).unwrap();
+        assert!(matches!(host, Source::Host(_)));
+        assert_eq!(resident.len(), 37);
+        let same = |(x1, y1): (Tensor, Tensor), (x2, y2): (Tensor, Tensor)| {
+            assert_eq!(x1.dims(), x2.dims());
+            let (a, b) = (
+                x1.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                x2.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
+            assert_eq!(y1.to_vec1::<u32>().unwrap(), y2.to_vec1::<u32>().unwrap());
+        };
+        let idx = [36, 0, 5, 5, 17];
+        same(
+            host.batch(&idx, &Device::Cpu).unwrap(),
+            resident.batch(&idx, &Device::Cpu).unwrap(),
+        );
+        same(
+            host.range(30, 7, &Device::Cpu).unwrap(),
+            resident.range(30, 7, &Device::Cpu).unwrap(),
+        );
+        let (x, y) = resident.batch(&idx, &Device::Cpu).unwrap();
+        assert_eq!(x.dims(), &[5, SIDE, SIDE, 1]);
+        assert_eq!(y.to_vec1::<u32>().unwrap(), vec![6, 0, 5, 5, 7]);
+    }
+
+    /// Figures read in a batch add up as read one by one, and the first non-finite loss is
+    /// the step reported, with nothing after it counted.
+    #[test]
+    fn deferred_figures_find_the_first_bad_step() {
+        let scalar = |v: f32| Tensor::new(v, &Device::Cpu).unwrap();
+        let figures = |losses: &[f32]| -> Vec<StepFigures> {
+            losses
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| StepFigures {
+                    step: i + 1,
+                    size: 10 + i,
+                    loss: scalar(l),
+                    right: scalar(i as f32),
+                })
+                .collect()
+        };
+        let mut sums = EpochSums::default();
+        let mut unread = figures(&[0.5, 0.25, 2.0]);
+        assert_eq!(read_figures(&mut unread, &mut sums).unwrap(), None);
+        assert!(unread.is_empty());
+        assert_eq!((sums.seen, sums.right), (33, 3));
+        assert!((sums.loss - (5.0 + 2.75 + 24.0)).abs() < 1e-12);
+
+        let mut sums = EpochSums::default();
+        let mut unread = figures(&[0.5, f32::INFINITY, f32::NAN, 1.0]);
+        let bad = read_figures(&mut unread, &mut sums).unwrap();
+        assert_eq!(
+            bad.map(|(step, l)| (step, l.is_infinite())),
+            Some((2, true))
+        );
+        assert_eq!((sums.seen, sums.right), (10, 0));
+        assert!(unread.is_empty());
     }
 
     /// A NaN loss ends the run as diverged, with its epoch and step, and is not an error.
