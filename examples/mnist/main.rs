@@ -270,6 +270,7 @@ impl Args {
             ConvImpl::Candle
         };
         let optimizer = self.optimizer;
+        let pacing = train::Pacing::for_device(&device);
         Ok(Engine {
             device,
             conv,
@@ -279,6 +280,7 @@ impl Args {
                 clamp: self.clamp,
             },
             blocks,
+            pacing,
             models: (!self.no_save).then(|| out.to_path_buf()),
         })
     }

@@ -237,12 +237,12 @@ pub enum Source<'a> {
 }
 
 impl<'a> Source<'a> {
-    /// `split` as `device` reads it best.
-    pub fn new(split: &'a Split, device: &Device) -> candle_core::Result<Self> {
-        if device.is_cpu() {
-            Ok(Self::Host(split))
-        } else {
+    /// `split` on `device`: uploaded whole when `resident`, else gathered per batch.
+    pub fn new(split: &'a Split, device: &Device, resident: bool) -> candle_core::Result<Self> {
+        if resident {
             Self::resident(split, device)
+        } else {
+            Ok(Self::Host(split))
         }
     }
 
@@ -528,6 +528,36 @@ impl Opt {
     }
 }
 
+/// How a run moves data and figures between the host and its device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// Upload each split once and gather the batches on the device ([`Source::Resident`]),
+    /// rather than building each batch on the host.
+    pub resident: bool,
+    /// Training steps between two reads of their loss and accuracy. A read waits until the
+    /// device has finished the work queued so far.
+    pub read_every: usize,
+}
+
+impl Pacing {
+    /// On the CPU: batches built on the host, figures read every step (there is nothing to wait
+    /// for, and a diverging step's update is then never applied). On a GPU: resident splits,
+    /// a read every [`GPU_READ_EVERY`] steps, so that the host never waits in between.
+    pub fn for_device(device: &Device) -> Self {
+        if device.is_cpu() {
+            Self {
+                resident: false,
+                read_every: 1,
+            }
+        } else {
+            Self {
+                resident: true,
+                read_every: GPU_READ_EVERY,
+            }
+        }
+    }
+}
+
 /// How a run is executed (not part of its result).
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -542,6 +572,8 @@ pub struct Engine {
     /// The convolutions' activation and pooling (resolved from the run's settings,
     /// `RunConfig::conv_activation` and `RunConfig::pooling`).
     pub blocks: ConvSpec,
+    /// Where the data lives and how often step figures are read.
+    pub pacing: Pacing,
     /// The output folder to save each trained model in
     /// (`<out>/models/<label>-seed<seed>.safetensors`), if any.
     pub models: Option<std::path::PathBuf>,
@@ -597,10 +629,8 @@ struct EpochSums {
     seen: usize,
 }
 
-/// Training steps a GPU runs between two reads of their figures. A read waits until the device
-/// has finished the work queued so far, so reading every step would keep the host and the GPU
-/// taking turns; the CPU reads every step (there is nothing to wait for, and a diverging
-/// step's update is then never applied).
+/// Training steps a GPU runs between two reads of their figures ([`Pacing`]): reading every
+/// step would keep the host and the GPU taking turns.
 const GPU_READ_EVERY: usize = 50;
 
 /// One training step's figures, still on the device.
@@ -654,7 +684,7 @@ fn train_epoch(
     epoch: usize,
 ) -> anyhow::Result<Result<EpochSums, Divergence>> {
     let (cfg, bar, device) = (ctx.cfg, ctx.bar, &ctx.engine.device);
-    let read_every = if device.is_cpu() { 1 } else { GPU_READ_EVERY };
+    let read_every = ctx.engine.pacing.read_every.max(1);
     let steps = order.len().div_ceil(cfg.batch_size);
     let t0 = Instant::now();
     let mut sums = EpochSums::default();
@@ -786,7 +816,7 @@ pub fn profile(
         &mut rng,
     )?;
     let mut opt = Opt::new(engine.optimizer, model.varmap.all_vars(), cfg.lr)?;
-    let source = Source::new(&data.train, device)?;
+    let source = Source::new(&data.train, device, engine.pacing.resident)?;
     let mut order: Vec<usize> = (0..data.train.len()).collect();
     order.shuffle(&mut rng);
     let mut batches = order.chunks(cfg.batch_size).cycle();
@@ -859,9 +889,9 @@ pub fn run(
 ) -> anyhow::Result<RunResult> {
     let start = Instant::now();
     let sources = Sources {
-        train: Source::new(&data.train, &engine.device)?,
-        val: Source::new(&data.val, &engine.device)?,
-        test: Source::new(&data.test, &engine.device)?,
+        train: Source::new(&data.train, &engine.device, engine.pacing.resident)?,
+        val: Source::new(&data.val, &engine.device, engine.pacing.resident)?,
+        test: Source::new(&data.test, &engine.device, engine.pacing.resident)?,
     };
     let ctx = Ctx {
         label: &spec.label,
@@ -1044,7 +1074,7 @@ mod tests {
     #[test]
     fn resident_batches_are_the_host_batches() {
         let split = synthetic(37, 5);
-        let host = Source::new(&split, &Device::Cpu).unwrap();
+        let host = Source::new(&split, &Device::Cpu, false).unwrap();
         let resident = Source::resident(&split, &Device::Cpu).unwrap();
         assert!(matches!(host, Source::Host(_)));
         assert_eq!(resident.len(), 37);
@@ -1106,6 +1136,59 @@ mod tests {
         assert!(unread.is_empty());
     }
 
+    /// The GPU's pacing (resident splits, figures read every few steps), run on the CPU, trains
+    /// the same model and reports the same figures as the CPU's, and finds a divergence at the
+    /// same step.
+    #[test]
+    fn gpu_pacing_gives_the_same_run() {
+        let prepared = Prepared::new(&synthetic(300, 3), synthetic(70, 4), 40, None).unwrap();
+        let engine = |pacing| Engine {
+            device: Device::Cpu,
+            conv: ConvImpl::Gemm,
+            optimizer: OptimizerKind::Fused,
+            range: RangePolicy::default(),
+            blocks: ConvSpec::default(),
+            pacing,
+            models: None,
+        };
+        let host = engine(Pacing::for_device(&Device::Cpu));
+        let gpu_like = engine(Pacing {
+            resident: true,
+            read_every: 3,
+        });
+        let spec: ActSpec = "m_tanh".parse().unwrap();
+        for lr in [1e-3, 1e3] {
+            let cfg = RunConfig {
+                epochs: 2,
+                batch_size: 32,
+                lr,
+                val_split: 40,
+                ..RunConfig::study("synthetic")
+            };
+            let go = |e: &Engine| run(&spec, 2, &prepared, &cfg, e, &ProgressBar::hidden());
+            let (a, b) = (go(&host).unwrap(), go(&gpu_like).unwrap());
+            assert_eq!(a.diverged, b.diverged, "lr {lr}");
+            assert_eq!(a.history.len(), b.history.len(), "lr {lr}");
+            for (x, y) in a.history.iter().zip(&b.history) {
+                assert!(
+                    (x.train_loss - y.train_loss).abs() < 1e-9,
+                    "lr {lr}: {x:?} {y:?}"
+                );
+                assert!((x.train_accuracy - y.train_accuracy).abs() < 1e-12);
+                assert_eq!(
+                    x.val_accuracy.map(|v| v.to_bits()),
+                    y.val_accuracy.map(|v| v.to_bits())
+                );
+                assert!((x.test_accuracy - y.test_accuracy).abs() < 1e-12);
+            }
+            if lr > 1.0 {
+                assert!(a.diverged.is_some(), "lr {lr} must blow up");
+            } else {
+                assert_eq!(a.history.len(), 2);
+            }
+        }
+    }
+
     /// A NaN loss ends the run as diverged, with its epoch and step, and is not an error.
     #[test]
     fn divergence_is_recorded_not_fatal() {
@@ -1123,6 +1206,7 @@ mod tests {
             optimizer: OptimizerKind::Fused,
             range: RangePolicy::default(),
             blocks: ConvSpec::default(),
+            pacing: Pacing::for_device(&Device::Cpu),
             models: None,
         };
         let spec: ActSpec = "m_tanh".parse().unwrap();
@@ -1151,6 +1235,7 @@ mod tests {
             optimizer: OptimizerKind::Fused,
             range: RangePolicy::default(),
             blocks: ConvSpec::default(),
+            pacing: Pacing::for_device(&Device::Cpu),
             models: Some(out.clone()),
         };
         let spec: ActSpec = "minimax:tanh:3:-2:2".parse().unwrap();
@@ -1191,6 +1276,7 @@ mod tests {
             optimizer: OptimizerKind::Fused,
             range: RangePolicy::default(),
             blocks: ConvSpec::default(),
+            pacing: Pacing::for_device(&Device::Cpu),
             models: None,
         };
         for name in ["relu", "m_sigmoid"] {
