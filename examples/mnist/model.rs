@@ -329,28 +329,24 @@ impl Model {
 
     /// Logits for a batch `x` of shape `[b, 28, 28, 1]` (pixels in [0, 1]).
     ///
-    /// With `dropout = Some(rng)` the model is in training mode: dropout masks come from `rng`
+    /// With `dropout = Some(masks)` the model is in training mode and multiplies by the masks
     /// (inverted dropout, as Keras). With `None` it is in inference mode and builds no graph
     /// for the convolutions.
-    pub fn forward(&self, x: &Tensor, dropout: Option<&mut StdRng>) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, dropout: Option<Masks>) -> Result<Tensor> {
         let train = dropout.is_some();
         let h = self.block(CONV1, x, &self.conv1, train)?;
         let h = self.block(CONV2, &h, &self.conv2, train)?;
         let b = h.dim(0)?;
         let mut h = h.reshape((b, FLAT))?;
-        let mut rng = dropout;
-        if let Some(rng) = rng.as_deref_mut() {
-            h = h.mul(&dropout_mask(&[b, FLAT], DROPOUT_CONV, rng, &self.device)?)?;
+        let mut dense_mask = None;
+        if let Some(Masks { conv, dense }) = dropout {
+            h = h.mul(&Tensor::from_vec(conv, (b, FLAT), &self.device)?)?;
+            dense_mask = Some(Tensor::from_vec(dense, (b, HIDDEN), &self.device)?);
         }
         let h = h.matmul(&self.dense1.0)?.broadcast_add(&self.dense1.1)?;
         let mut h = self.hidden.forward(&h)?;
-        if let Some(rng) = rng {
-            h = h.mul(&dropout_mask(
-                &[b, HIDDEN],
-                DROPOUT_DENSE,
-                rng,
-                &self.device,
-            )?)?;
+        if let Some(mask) = dense_mask {
+            h = h.mul(&mask)?;
         }
         h.matmul(&self.dense2.0)?.broadcast_add(&self.dense2.1)
     }
@@ -484,11 +480,30 @@ pub fn group(n: usize) -> String {
 }
 
 /// Inverted-dropout mask: each entry `1 / (1 - rate)` with probability `1 - rate`, else 0.
-fn dropout_mask(shape: &[usize], rate: f32, rng: &mut StdRng, device: &Device) -> Result<Tensor> {
+/// The dropout masks of one training step: after the flattened convolutions (`[b, 3136]`,
+/// rate 0.25) and after the hidden activation (`[b, 1000]`, rate 0.5), each entry `1/keep`
+/// with probability `keep`, else 0.
+pub struct Masks {
+    conv: Vec<f32>,
+    dense: Vec<f32>,
+}
+
+impl Masks {
+    /// The masks of a batch of `batch` examples, drawn from `rng` (the conv mask first): a
+    /// run's masks depend on its seed only, whether drawn during the step or ahead of it.
+    pub fn draw(batch: usize, rng: &mut StdRng) -> Self {
+        Self {
+            conv: mask(batch * FLAT, DROPOUT_CONV, rng),
+            dense: mask(batch * HIDDEN, DROPOUT_DENSE, rng),
+        }
+    }
+}
+
+/// `n` inverted-dropout factors for `rate`.
+fn mask(n: usize, rate: f32, rng: &mut StdRng) -> Vec<f32> {
     let keep = 1.0 - rate;
     let scale = 1.0 / keep;
-    let n = shape.iter().product();
-    let v: Vec<f32> = (0..n)
+    (0..n)
         .map(|_| {
             if rng.random::<f32>() < keep {
                 scale
@@ -496,8 +511,7 @@ fn dropout_mask(shape: &[usize], rate: f32, rng: &mut StdRng, device: &Device) -
                 0.0
             }
         })
-        .collect();
-    Tensor::from_vec(v, shape, device)
+        .collect()
 }
 
 #[cfg(test)]
@@ -620,7 +634,8 @@ mod tests {
                 .iter()
                 .flat_map(|(w, _)| w.flatten_all().unwrap().to_vec1::<f32>().unwrap())
                 .collect();
-            m.forward(&x, Some(&mut rng)).unwrap();
+            m.forward(&x, Some(Masks::draw(x.dim(0).unwrap(), &mut rng)))
+                .unwrap();
             states.push(rng.random::<u64>());
             match weights.first() {
                 Some(first) => assert!(first == &w, "{name}: other initial weights"),
