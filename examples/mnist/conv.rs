@@ -139,12 +139,17 @@ impl ConvGeom {
     pub fn pw(&self) -> usize {
         self.w / 2
     }
+    /// Keras 'same' padding: `((top, bottom), (left, right))`.
+    fn padding(&self) -> ((usize, usize), (usize, usize)) {
+        (
+            same_padding(self.h, self.k, 1),
+            same_padding(self.w, self.k, 1),
+        )
+    }
     /// Padding before the first row/column (Keras 'same').
     fn pad(&self) -> (usize, usize) {
-        (
-            same_padding(self.h, self.k, 1).0,
-            same_padding(self.w, self.k, 1).0,
-        )
+        let ((top, _), (left, _)) = self.padding();
+        (top, left)
     }
     fn in_len(&self) -> usize {
         self.h * self.w * self.cin
@@ -793,8 +798,7 @@ pub fn candle_block(
     w: &Tensor,
     b: &Tensor,
 ) -> Result<Tensor> {
-    let (top, bottom) = same_padding(g.h, g.k, 1);
-    let (left, right) = same_padding(g.w, g.k, 1);
+    let ((top, bottom), (left, right)) = g.padding();
     let x = x.permute((0, 3, 1, 2))?; // NCHW
     let x = x
         .pad_with_zeros(2, top, bottom)?
@@ -823,8 +827,7 @@ pub fn gemm_block(
     w: &Tensor,
     b: &Tensor,
 ) -> Result<Tensor> {
-    let (top, bottom) = same_padding(g.h, g.k, 1);
-    let (left, right) = same_padding(g.w, g.k, 1);
+    let ((top, bottom), (left, right)) = g.padding();
     let n = x.dim(0)?;
     let padded = x
         .pad_with_zeros(1, top, bottom)?

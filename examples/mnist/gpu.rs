@@ -5,7 +5,7 @@ use candle_core::cuda::WrapErr;
 use candle_core::cuda::cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 
-use crate::train::AdamCoef;
+use crate::train::{AdamCoef, adam_ranges};
 
 /// The PTX of `examples/mnist/kernels.cu`.
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/mnist.ptx"));
@@ -20,17 +20,18 @@ const MAX_GRID: usize = 4096;
 pub struct Moments {
     m: CudaSlice<f32>,
     v: CudaSlice<f32>,
+    /// Elements of the variable (the buffers hold one at least).
+    len: usize,
 }
 
 impl Moments {
-    /// Zero moments for a variable of `n` elements.
+    /// Zero moments for a variable of `n` elements (buffers of one element at least: an empty
+    /// variable launches nothing, and a zero-sized allocation is a special case not worth having).
     pub fn zeros(dev: &CudaDevice, n: usize) -> Result<Self> {
-        // One element at least: cudarc refuses nothing, but a zero-sized allocation is a
-        // special case not worth having (an empty variable launches nothing anyway).
-        let n = n.max(1);
         Ok(Self {
-            m: dev.alloc_zeros::<f32>(n)?,
-            v: dev.alloc_zeros::<f32>(n)?,
+            m: dev.alloc_zeros::<f32>(n.max(1))?,
+            v: dev.alloc_zeros::<f32>(n.max(1))?,
+            len: n,
         })
     }
 }
@@ -45,21 +46,15 @@ pub fn adam(
     lg: &Layout,
     moments: &mut Moments,
 ) -> Result<()> {
-    let (Some((t0, t1)), Some((g0, g1))) = (lt.contiguous_offsets(), lg.contiguous_offsets())
-    else {
-        candle_core::bail!("fused Adam: contiguous tensors only")
-    };
-    let n = t1 - t0;
-    if g1 - g0 != n || (n > 0 && moments.m.len() != n) {
-        candle_core::bail!("fused Adam: shape mismatch")
-    }
+    let (t, gr) = adam_ranges(lt, lg, moments.len)?;
+    let n = t.len();
     if n == 0 {
         return Ok(());
     }
     let dev = theta.device.clone();
     let func = dev.get_or_load_custom_func("mnist_adam_f32", MODULE, PTX)?;
-    let g = g.as_cuda_slice::<f32>()?.slice(g0..g1);
-    let mut theta = theta.as_cuda_slice_mut::<f32>()?.slice_mut(t0..t1);
+    let g = g.as_cuda_slice::<f32>()?.slice(gr);
+    let mut theta = theta.as_cuda_slice_mut::<f32>()?.slice_mut(t);
     let blocks = n.div_ceil(BLOCK as usize).clamp(1, MAX_GRID) as u32;
     let cfg = LaunchConfig {
         grid_dim: (blocks, 1, 1),

@@ -410,6 +410,23 @@ fn adam_update(c: AdamCoef, theta: &mut [f32], g: &[f32], m: &mut [f32], v: &mut
         });
 }
 
+/// Where the fused Adam update reads `θ` (layout `lt`) and the gradient (`lg`) in their
+/// storage; an error unless both are contiguous and as long as the moments.
+pub fn adam_ranges(
+    lt: &candle_core::Layout,
+    lg: &candle_core::Layout,
+    moments: usize,
+) -> candle_core::Result<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    let (Some((t0, t1)), Some((g0, g1))) = (lt.contiguous_offsets(), lg.contiguous_offsets())
+    else {
+        candle_core::bail!("fused Adam: contiguous tensors only")
+    };
+    if t1 - t0 != moments || g1 - g0 != moments {
+        candle_core::bail!("fused Adam: shape mismatch")
+    }
+    Ok((t0..t1, g0..g1))
+}
+
 /// The in-place update of one variable (`θ` is the destination, the gradient the source).
 struct AdamStep<'a> {
     coef: AdamCoef,
@@ -428,21 +445,13 @@ impl candle_core::InplaceOp2 for AdamStep<'_> {
         s2: &candle_core::CpuStorage,
         l2: &candle_core::Layout,
     ) -> candle_core::Result<()> {
-        let (Some((t0, t1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle_core::bail!("fused Adam: contiguous tensors only")
-        };
         let candle_core::CpuStorage::F32(theta) = s1 else {
             candle_core::bail!("fused Adam: f32 variables only")
         };
-        let g = &s2.as_slice::<f32>()?[g0..g1];
-        let theta = &mut theta[t0..t1];
         let mut guard = self.moments.borrow_mut();
         let (m, v) = guard.host()?;
-        if theta.len() != g.len() || m.len() != g.len() {
-            candle_core::bail!("fused Adam: shape mismatch")
-        }
-        adam_update(self.coef, theta, g, m, v);
+        let (t, g) = adam_ranges(l1, l2, m.len())?;
+        adam_update(self.coef, &mut theta[t], &s2.as_slice::<f32>()?[g], m, v);
         Ok(())
     }
 
@@ -663,9 +672,9 @@ fn read_figures(
     let column = |f: fn(&StepFigures) -> &Tensor| {
         Tensor::stack(&unread.iter().map(f).collect::<Vec<_>>(), 0)
     };
-    let table = Tensor::stack(&[column(|s| &s.loss)?, column(|s| &s.right)?], 0)?
-        .to_dtype(candle_core::DType::F32)?
-        .to_vec2::<f32>()?;
+    // Both columns are f32 (the loss of f32 logits, `correct`'s count).
+    let table =
+        Tensor::stack(&[column(|s| &s.loss)?, column(|s| &s.right)?], 0)?.to_vec2::<f32>()?;
     let mut diverged = None;
     for (figures, (&loss, &right)) in unread.iter().zip(table[0].iter().zip(&table[1])) {
         if !loss.is_finite() {
@@ -837,8 +846,10 @@ fn save_model(
 
 /// Where a training step's time goes, as a table: `steps` steps of `spec` with a wait for the
 /// device after each phase (so that each phase's time is its own, launches and device work
-/// together), then `steps` steps without waits (the real pace of training, the evaluation left
-/// out). A few steps before each part are not counted (first launches load kernels).
+/// together), then `steps` steps without waits (the pace of training, the evaluation left out).
+/// A few steps before each part are not counted (first launches load kernels). The dropout masks
+/// are drawn in the forward phase here, so that their cost shows, also on a GPU, where training
+/// draws them ahead on another thread ([`Pacing::masks_ahead`]).
 pub fn profile(
     spec: &ActSpec,
     data: &Prepared,
