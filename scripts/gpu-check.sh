@@ -3,6 +3,9 @@
 # of scripts/gpu-bundle.sh (carry target/gpu-bundle there) run, in parts:
 #   tests    tests/cuda.rs: every CUDA op against the CPU op (values, gradients, dtypes, layouts),
 #            and the example's CUDA Adam kernel against the CPU update, bit for bit;
+#   sanitize the same tests under compute-sanitizer: memcheck (an out-of-bounds or misaligned
+#            access, e.g. from a launch whose arguments do not match the kernel's parameters)
+#            and racecheck on the power-sum reduction (shared memory between __syncthreads);
 #   bench    the 16M-f32 benchmark: fused PolyAct forward(+backward) vs candle's sigmoid vs a copy;
 #   profile  where a training step's time goes on the GPU (--profile-steps): relu and m_sigmoid
 #            (candle's conv, fused Adam), relu with --conv gemm, relu with candle's AdamW;
@@ -11,7 +14,7 @@
 #   six      the study's six activations, 12 epochs each, six jobs side by side, timed.
 #
 #   scripts/gpu-check.sh [BUNDLE]                 # every part; BUNDLE defaults to target/gpu-bundle
-#   PARTS="tests bench profile quick" scripts/gpu-check.sh   # some parts (about 5 minutes)
+#   PARTS="tests sanitize bench profile quick" scripts/gpu-check.sh   # some parts (5-6 minutes)
 #   PARTS="full six" scripts/gpu-check.sh                    # the timed training (5 to 10 minutes)
 #
 # Each part runs under a time limit and the script goes on after a failure; the last lines sum
@@ -25,7 +28,7 @@ BUNDLE=${1:-target/gpu-bundle}
 WORK=$(mktemp -d)
 declare -A STATUS
 log() { echo "== gpu-check: $*"; }
-PARTS=" ${PARTS:-tests bench profile quick full six} "
+PARTS=" ${PARTS:-tests sanitize bench profile quick full six} "
 want() { [[ $PARTS == *" $1 "* ]]; }
 [[ -f $BUNDLE/cuda-tests.xz && -f $BUNDLE/mnist.xz && -f $BUNDLE/mnist-tests.xz ]] || {
   echo "gpu-check.sh: error: no bundle in $BUNDLE (build it with scripts/gpu-bundle.sh)" >&2
@@ -75,6 +78,22 @@ if want tests; then
   part tests 240 "$WORK/cuda-tests" --test-threads=1 --nocapture
   part adam-test 60 "$WORK/mnist-tests" --exact train::tests::fused_adam_on_cuda_is_the_cpu_update \
     --nocapture
+fi
+if want sanitize; then
+  # The image's CUDA tools, or a toolkit's; the part reports it missing otherwise.
+  sanitizer=$(command -v compute-sanitizer ||
+    ls /usr/local/cuda*/bin/compute-sanitizer /usr/local/cuda*/compute-sanitizer/compute-sanitizer \
+      /opt/nvidia/*/compute-sanitizer 2>/dev/null | head -n1)
+  if [[ -x $sanitizer ]]; then
+    SAN=("$sanitizer" --error-exitcode 3 --print-limit 20)
+    part memcheck 150 "${SAN[@]}" --tool memcheck "$WORK/cuda-tests" --test-threads=1
+    part memcheck-adam 60 "${SAN[@]}" --tool memcheck "$WORK/mnist-tests" \
+      --exact train::tests::fused_adam_on_cuda_is_the_cpu_update
+    part racecheck 90 "${SAN[@]}" --tool racecheck "$WORK/cuda-tests" --test-threads=1 learnable
+  else
+    STATUS[sanitize]="not run: no compute-sanitizer found"
+    log "sanitize: ${STATUS[sanitize]}"
+  fi
 fi
 want bench && part bench 120 "$WORK/cuda-tests" --ignored --nocapture --test-threads=1 bench_
 if want profile; then
