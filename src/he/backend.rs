@@ -61,7 +61,7 @@ pub trait Backend: Send + Sync {
 
     /// Encodes one value per slot (fewer values are padded with zeros) at `level`.
     fn encode(&self, values: &[Self::Value], level: usize) -> Result<Self::Plaintext>;
-    /// Encodes a constant for [`mul_scalar`](Backend::mul_scalar) / [`add_scalar`](Backend::add_scalar).
+    /// Encodes a constant for [`mul_scalar`](Backend::mul_scalar) / [`add_plain`](Backend::add_plain).
     fn encode_scalar(&self, value: Self::Value, level: usize) -> Result<Self::Plaintext>;
     /// Encrypts a plaintext with the public key.
     fn encrypt(&self, pk: &Self::PublicKey, pt: &Self::Plaintext) -> Result<Self::Ciphertext>;

@@ -7,8 +7,8 @@
 //! coefficients' denominators, so that `P(z) = L · 2^{sd} · p(z / 2^s)` **exactly**: no rounding
 //! of coefficients, and BFV (integers modulo `t`) computes `P(z) mod t` without error. The
 //! result is recovered from several plaintext primes by the Chinese remainder theorem, which is
-//! exact as long as `|result| < (Π tᵢ)/2`; [`plaintext_bits_needed`](IntPolynomial::bound_bits)
-//! style worst-case bounds check that before anything runs.
+//! exact as long as `|result| < (Π tᵢ)/2`; worst-case bounds
+//! ([`IntPolynomial::abs_bound`]) check that before anything runs.
 
 use num_bigint::{BigInt, BigUint, Sign};
 use num_rational::BigRational;

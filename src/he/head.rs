@@ -13,7 +13,7 @@
 //! (`k = g·a + b`, `g ≈ √K`: `g − 1` baby rotations of the input, `⌈K/g⌉ − 1` giant rotations
 //! of partial sums, with the diagonals pre-rotated in the clear), then `log₂(n/B)` rotations and
 //! one row swap add the blocks: every block then holds the whole pre-activation. The polynomial
-//! runs slot-wise by its [plan](super::plan). The second layer (`n_hidden → n_out`, small
+//! runs slot-wise by its [plan](crate::plan). The second layer (`n_hidden → n_out`, small
 //! `n_out`) multiplies by one weight plaintext per phase and sums windows of `S` slots with
 //! `log₂ S` rotations; output `o` lands at the start of window `o`.
 //!

@@ -8,7 +8,7 @@
 //!   ciphertext × ciphertext with relinearisation, rotations, modulus switching, decrypt, noise
 //!   budget). [`Bfv`] implements it on fhe.rs 0.1.1 (pure Rust, MIT, **never independently
 //!   audited**); a CKKS backend can be added beside it without changing the callers.
-//! * [`plan`]: the straight-line program a polynomial is evaluated by (products, depth), pure
+//! * [`plan`](crate::plan): the straight-line program a polynomial is evaluated by (products, depth), pure
 //!   Rust, so the cost model can use exactly what runs.
 //! * [`fixed`]: fixed-point quantisation, exact integer polynomials from exact coefficients,
 //!   worst-case bounds, CRT plaintext primes and a noise estimate; parameters that could wrap or

@@ -22,7 +22,7 @@
 //! [`Exact::Rational`](crate::Exact): sigmoid's coefficient of `x^31` has a 36-digit
 //! denominator, beyond `i64`, and mish's of `x^30` a 48-digit one, beyond `i128`.
 //! Constants that are not rational are kept in closed form as
-//! [`Exact::Symbolic`](crate::Exact), an [`Expr`](crate::expr::Expr) without `x`, next to
+//! [`Exact::Symbolic`](crate::Exact), an [`Expr`] without `x`, next to
 //! their value: softplus starts with `log(2)`, GELU's even coefficients are rationals times
 //! `1/sqrt(2*pi)`. Every coefficient also carries its nearest `f64`, which evaluation uses.
 //!
@@ -42,7 +42,7 @@
 //! is −1/8), which is what this module returns and its tests check.
 //!
 //! # Formulas
-//! A formula is an [`Expr`](crate::expr::Expr), given as text to [`taylor_poly_formula`] or
+//! A formula is an [`Expr`], given as text to [`taylor_poly_formula`] or
 //! by an activation's [`Formula`]: numbers, `x`, `+ - * / ^` (or `**`), parentheses, the
 //! constants `pi` and `e`, and the functions `exp`, `log` (`ln`), `sqrt`, `erf`, `erfc`,
 //! `sin`, `cos`, `tan`, `sinh`, `cosh`, `tanh`, `sigmoid` and `softplus`. The hyperbolic and
