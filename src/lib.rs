@@ -103,7 +103,8 @@ pub use taylor::{
     taylor_series_formula,
 };
 
-// The README's Rust examples run as doctests, so they cannot drift from the API.
-#[cfg(doctest)]
+// The README's Rust examples run as doctests, so they cannot drift from the API. They use the
+// default features (the derivation and the candle layers).
+#[cfg(all(doctest, feature = "symbolica", feature = "candle"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

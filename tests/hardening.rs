@@ -2,9 +2,6 @@
 //! intervals, derivatives, candle layers). Each names the case it guards.
 
 use approx::relative_eq;
-use candle_core::{DType, Device, Module, Tensor, Var};
-use candle_nn::{VarBuilder, VarMap};
-use polyact::nn::{Guarded, LearnablePoly, PolyAct};
 use polyact::{Activation, Coefficient, Interval, Polynomial, Sigmoid, Tanh, fit};
 
 /// Relative tolerance for a derivative in the tails, in `f64` and `f32`.
@@ -52,19 +49,6 @@ fn trailing_zeros_do_not_turn_infinity_into_nan() {
     let json = r#"{"coefficients":[{"value":0.0},{"value":1.0},{"value":0.0},{"value":-0.5},{"value":0.0}]}"#;
     let read: Polynomial = serde_json::from_str(json).unwrap();
     assert_eq!(read.eval(f64::INFINITY), f64::NEG_INFINITY);
-
-    let xs = Tensor::new(&[f32::INFINITY, f32::NEG_INFINITY], &Device::Cpu).unwrap();
-    let fused = PolyAct::new(&p)
-        .forward(&xs)
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    assert_eq!(fused, [f32::NEG_INFINITY, f32::INFINITY]);
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let learnable = LearnablePoly::new(&p, vb).unwrap();
-    let ys = learnable.forward(&xs).unwrap().to_vec1::<f32>().unwrap();
-    assert_eq!(ys, [f32::NEG_INFINITY, f32::INFINITY]);
 }
 
 #[test]
@@ -109,41 +93,6 @@ fn non_finite_coefficients_read_back() {
     assert!(old.coefficients_f64()[0].is_nan());
 }
 
-#[test]
-fn integer_tensors_are_refused_or_compared_exactly() {
-    // Case 13: forward_unfused on integers returned zeros; out_of_range on u8 cast the bounds.
-    let layer = PolyAct::new(&polyact::presets::m_sigmoid());
-    let ints = Tensor::new(&[1_u32, 2, 3], &Device::Cpu).unwrap();
-    assert!(layer.forward_unfused(&ints).is_err());
-    assert!(layer.forward(&ints).is_err());
-    let bytes = Tensor::new(&[0_u8, 1, 2, 3], &Device::Cpu).unwrap();
-    let fraction =
-        polyact::nn::out_of_range(&bytes, Some(Interval::new(0.5, 2.5).unwrap())).unwrap();
-    assert!(relative_eq!(fraction, 0.5, max_relative = 1e-15));
-}
-
-#[test]
-fn clamped_gradients_agree_at_the_bounds() {
-    // Case 13: at exactly the clamp bounds the fused and unfused gradients differed by 2x.
-    let poly = polyact::presets::m_relu().with_domain(-1.5..=2.0).unwrap();
-    let layer = PolyAct::new(&poly).with_clamp().unwrap();
-    let x = Var::new(&[-1.5_f64, 2.0, -3.0, 0.5], &Device::Cpu).unwrap();
-    let gradient = |y: Tensor| {
-        let grads = y.sum_all().unwrap().backward().unwrap();
-        grads.get(&x).unwrap().to_vec1::<f64>().unwrap()
-    };
-    let fused = gradient(layer.forward(x.as_tensor()).unwrap());
-    let unfused = gradient(layer.forward_unfused(x.as_tensor()).unwrap());
-    let dp = poly.differentiate();
-    let want = [dp.eval(-1.5), dp.eval(2.0), 0.0, dp.eval(0.5)];
-    for (got, want) in fused.iter().chain(&unfused).zip(want.iter().cycle()) {
-        assert!(
-            relative_eq!(*got, *want, max_relative = 1e-12),
-            "{got} vs {want}"
-        );
-    }
-}
-
 /// `σ′(x) = 1/(eˣ + 2 + e⁻ˣ)` and `tanh′(x) = 1/cosh² x`: forms without cancellation, computed
 /// in `f64`, as oracles for the tails.
 fn sigmoid_prime(x: f64) -> f64 {
@@ -182,6 +131,71 @@ fn derivatives_are_accurate_in_the_tails() {
             assert!(
                 relative_eq!(got, t, max_relative = TAIL_F32),
                 "f32 tanh′({x}) = {got}"
+            );
+        }
+    }
+}
+
+/// The candle layers on the same cases (feature `candle`).
+#[cfg(feature = "candle")]
+mod layers {
+    use approx::relative_eq;
+    use candle_core::{DType, Device, Module, Tensor, Var};
+    use candle_nn::{VarBuilder, VarMap};
+    use polyact::Interval;
+    use polyact::nn::{Guarded, LearnablePoly, PolyAct};
+
+    use super::trailing_zero;
+
+    #[test]
+    fn trailing_zeros_do_not_turn_infinity_into_nan_in_the_layers() {
+        // Case 8, in the fused and the learnable layer.
+        let p = trailing_zero();
+        let xs = Tensor::new(&[f32::INFINITY, f32::NEG_INFINITY], &Device::Cpu).unwrap();
+        let fused = PolyAct::new(&p)
+            .forward(&xs)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(fused, [f32::NEG_INFINITY, f32::INFINITY]);
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let learnable = LearnablePoly::new(&p, vb).unwrap();
+        let ys = learnable.forward(&xs).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(ys, [f32::NEG_INFINITY, f32::INFINITY]);
+    }
+
+    #[test]
+    fn integer_tensors_are_refused_or_compared_exactly() {
+        // Case 13: forward_unfused on integers returned zeros; out_of_range on u8 cast the bounds.
+        let layer = PolyAct::new(&polyact::presets::m_sigmoid());
+        let ints = Tensor::new(&[1_u32, 2, 3], &Device::Cpu).unwrap();
+        assert!(layer.forward_unfused(&ints).is_err());
+        assert!(layer.forward(&ints).is_err());
+        let bytes = Tensor::new(&[0_u8, 1, 2, 3], &Device::Cpu).unwrap();
+        let fraction =
+            polyact::nn::out_of_range(&bytes, Some(Interval::new(0.5, 2.5).unwrap())).unwrap();
+        assert!(relative_eq!(fraction, 0.5, max_relative = 1e-15));
+    }
+
+    #[test]
+    fn clamped_gradients_agree_at_the_bounds() {
+        // Case 13: at exactly the clamp bounds the fused and unfused gradients differed by 2x.
+        let poly = polyact::presets::m_relu().with_domain(-1.5..=2.0).unwrap();
+        let layer = PolyAct::new(&poly).with_clamp().unwrap();
+        let x = Var::new(&[-1.5_f64, 2.0, -3.0, 0.5], &Device::Cpu).unwrap();
+        let gradient = |y: Tensor| {
+            let grads = y.sum_all().unwrap().backward().unwrap();
+            grads.get(&x).unwrap().to_vec1::<f64>().unwrap()
+        };
+        let fused = gradient(layer.forward(x.as_tensor()).unwrap());
+        let unfused = gradient(layer.forward_unfused(x.as_tensor()).unwrap());
+        let dp = poly.differentiate();
+        let want = [dp.eval(-1.5), dp.eval(2.0), 0.0, dp.eval(0.5)];
+        for (got, want) in fused.iter().chain(&unfused).zip(want.iter().cycle()) {
+            assert!(
+                relative_eq!(*got, *want, max_relative = 1e-12),
+                "{got} vs {want}"
             );
         }
     }
