@@ -86,10 +86,11 @@ if want sanitize; then
       /opt/nvidia/*/compute-sanitizer 2>/dev/null | head -n1)
   if [[ -x $sanitizer ]]; then
     SAN=("$sanitizer" --error-exitcode 3 --print-limit 20)
-    part memcheck 150 "${SAN[@]}" --tool memcheck "$WORK/cuda-tests" --test-threads=1
+    part memcheck 150 "${SAN[@]}" --tool memcheck "$WORK/cuda-tests" --test-threads=1 --nocapture
     part memcheck-adam 60 "${SAN[@]}" --tool memcheck "$WORK/mnist-tests" \
-      --exact train::tests::fused_adam_on_cuda_is_the_cpu_update
-    part racecheck 90 "${SAN[@]}" --tool racecheck "$WORK/cuda-tests" --test-threads=1 learnable
+      --exact train::tests::fused_adam_on_cuda_is_the_cpu_update --nocapture
+    part racecheck 90 "${SAN[@]}" --tool racecheck "$WORK/cuda-tests" --test-threads=1 \
+      --nocapture learnable
   else
     STATUS[sanitize]="not run: no compute-sanitizer found"
     log "sanitize: ${STATUS[sanitize]}"
@@ -113,7 +114,7 @@ want six && part mnist-six-12-epochs 420 "$WORK/mnist" "${MNIST_ARGS[@]}" --jobs
 
 log "summary"
 for name in "${!STATUS[@]}"; do echo "  $name: ${STATUS[$name]}"; done
-if grep -h SKIPPED "$WORK"/tests.log "$WORK"/adam-test.log 2>/dev/null; then
+if grep -h SKIPPED "$WORK"/{tests,adam-test,memcheck,memcheck-adam,racecheck}.log 2>/dev/null; then
   echo "  the tests above were SKIPPED: they did not reach a GPU, so nothing was verified"
 fi
 rm -rf "$WORK"
