@@ -423,16 +423,20 @@ fn finished_line(r: &train::RunResult) -> String {
     )
 }
 
-/// The tables, the verdict, `summary.md` and the plots for the runs of `out` made with `cfg`.
+/// The tables and the verdict for the runs of `out` made with `cfg`, then `summary.md` and the
+/// plots for every run of `out` (as `--report-only` makes them); returns the runs made with
+/// `cfg`.
 fn final_report(
     out: &Path,
     specs: &[ActSpec],
     cfg: &RunConfig,
     plots: bool,
 ) -> anyhow::Result<Vec<train::RunResult>> {
-    let all: Vec<_> = results::read_reporting(out)?
-        .into_iter()
+    let everything = results::read_reporting(out)?;
+    let all: Vec<_> = everything
+        .iter()
         .filter(|r| &r.config == cfg)
+        .cloned()
         .collect();
     let order = report::label_order(
         &specs.iter().map(|s| s.label.clone()).collect::<Vec<_>>(),
@@ -448,11 +452,11 @@ fn final_report(
         stats::verdict(&stats::per_activation(&all, &order), &pairs)
     );
     println!("results: {}", results::results_path(out).display());
-    for p in report::write_summary(out, &all, &order, plots)? {
+    for p in report::write_summary(out, &everything, &order, plots)? {
         println!("summary: {}", p.display());
     }
     if plots {
-        for p in report::plots(out, specs, &all)? {
+        for p in report::plots(out, &report::series(&everything, &order))? {
             println!("plot: {}", p.display());
         }
     }
@@ -477,13 +481,8 @@ fn report_only(out: &Path, preferred: &[String], plots: bool) -> anyhow::Result<
     for p in report::write_summary(out, &runs, preferred, plots)? {
         println!("summary: {}", p.display());
     }
-    if plots && let Some((_, rs)) = groups.first() {
-        // Plots need the activations themselves: labels that no longer parse are left out.
-        let specs: Vec<ActSpec> = report::label_order(preferred, rs)
-            .iter()
-            .filter_map(|l| l.parse().ok())
-            .collect();
-        for p in report::plots(out, &specs, rs)? {
+    if plots {
+        for p in report::plots(out, &report::series(&runs, preferred))? {
             println!("plot: {}", p.display());
         }
     }
@@ -832,6 +831,45 @@ mod tests {
             let bytes = std::fs::read(out.join(png)).unwrap();
             assert!(bytes.starts_with(b"\x89PNG"), "{png}");
         }
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    /// `--report-only` on results of two settings that share their activations: every plot
+    /// holds the series of both (one bar per setting and activation, one pair per setting).
+    #[test]
+    fn report_only_plots_every_group_of_settings() {
+        let out = results::tests::tmp("report-only-groups");
+        for (conv, seeds) in [("taylor:square:2", 0..2), ("taylor:softplus:2", 0..1)] {
+            for seed in seeds {
+                for (a, acc) in [("sigmoid", 0.99), ("m_sigmoid", 0.98)] {
+                    let mut r = results::tests::result(a, seed, acc, false);
+                    r.config.conv_activation = conv.into();
+                    r.config.pooling = Pooling::Avg;
+                    results::append(&out, &r).unwrap();
+                }
+            }
+        }
+        report_only(&out, &[], true).unwrap();
+        let width = |png: &str| {
+            let bytes = std::fs::read(out.join(png)).unwrap();
+            assert!(bytes.starts_with(b"\x89PNG"), "{png}");
+            u32::from_be_bytes(bytes[16..20].try_into().unwrap())
+        };
+        let _ = width("accuracy_per_epoch.png");
+        let _ = width("activations.png");
+        // Four bars (one group alone would give two: 160 + 2 · 110 pixels).
+        assert!(width("final_accuracy.png") >= 160 + 4 * 110);
+        // Two pairs, m_sigmoid - sigmoid in each group.
+        assert!(width("paired_differences.png") >= 200 + 2 * 130);
+        let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+        assert!(
+            md.contains("convolutions taylor:square:2 with avg pooling"),
+            "{md}"
+        );
+        assert!(
+            md.contains("convolutions taylor:softplus:2 with avg pooling"),
+            "{md}"
+        );
         std::fs::remove_dir_all(&out).unwrap();
     }
 }

@@ -234,8 +234,126 @@ pub fn label_order(preferred: &[String], runs: &[RunResult]) -> Vec<String> {
     order
 }
 
+/// How many settings [`facets`] names.
+const FACETS: usize = 10;
+
+/// The settings of `cfg` one by one, each in a few words, in the order a series tag names them.
+fn facets(cfg: &RunConfig) -> [String; FACETS] {
+    // Destructured so that a new setting cannot be forgotten here.
+    let RunConfig {
+        dataset,
+        epochs,
+        batch_size,
+        lr,
+        val_split,
+        limit_train,
+        domain,
+        clamp,
+        conv_activation,
+        pooling,
+    } = cfg;
+    [
+        format!("conv {conv_activation}"),
+        format!("{pooling} pooling"),
+        dataset.clone(),
+        format!("{epochs} epochs"),
+        format!("batch {batch_size}"),
+        format!("lr {lr}"),
+        format!("hold-out {val_split}"),
+        limit_train.map_or("all images".into(), |l| format!("first {l} images")),
+        domain.map_or("no domain".into(), |(lo, hi)| {
+            format!("domain [{lo}, {hi}]")
+        }),
+        if *clamp { "clamped" } else { "unclamped" }.into(),
+    ]
+}
+
+/// Per group, a short tag naming its values of the settings that differ between the groups
+/// (`conv taylor:square:2`, `conv relu, 3 epochs`, ...); empty tags for a single group.
+pub fn tags(groups: &[(RunConfig, Vec<RunResult>)]) -> Vec<String> {
+    let facets: Vec<[String; FACETS]> = groups.iter().map(|(c, _)| facets(c)).collect();
+    let differ: Vec<usize> = (0..FACETS)
+        .filter(|&i| facets.iter().any(|f| f[i] != facets[0][i]))
+        .collect();
+    facets
+        .iter()
+        .map(|f| {
+            let named: Vec<&str> = differ.iter().map(|&i| f[i].as_str()).collect();
+            named.join(", ")
+        })
+        .collect()
+}
+
+/// `label`, followed by `tag` when there is one.
+fn tagged(label: &str, tag: &str) -> String {
+    if tag.is_empty() {
+        label.to_string()
+    } else {
+        format!("{label}, {tag}")
+    }
+}
+
+/// One plotted series: the runs of one activation in one group of settings.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// The activation (its label is the plain activation, as in the records).
+    pub spec: ActSpec,
+    /// The group's [`tags`] entry, empty for a single group.
+    pub tag: String,
+    /// The group's runs of this activation.
+    pub runs: Vec<RunResult>,
+}
+
+impl Series {
+    /// The name in legends and on axes: the activation, with the tag when there is one.
+    pub fn label(&self) -> String {
+        tagged(&self.spec.label, &self.tag)
+    }
+}
+
+/// What the plots show: per group of settings (the largest first), each activation in
+/// [`label_order`]; labels that no longer parse are left out (plots need the activations).
+pub fn series(runs: &[RunResult], preferred: &[String]) -> Vec<Series> {
+    let groups = groups(runs);
+    let mut out = Vec::new();
+    for ((_, rs), tag) in groups.iter().zip(tags(&groups)) {
+        for label in label_order(preferred, rs) {
+            let Ok(spec) = label.parse::<ActSpec>() else {
+                continue;
+            };
+            let runs = rs
+                .iter()
+                .filter(|r| r.activation == spec.label)
+                .cloned()
+                .collect();
+            out.push(Series {
+                spec,
+                tag: tag.clone(),
+                runs,
+            });
+        }
+    }
+    out
+}
+
+/// The paired comparisons of every group, each formed within its group, with its tag.
+fn paired_by_group(
+    groups: &[(RunConfig, Vec<RunResult>)],
+    preferred: &[String],
+) -> Vec<(String, Paired)> {
+    groups
+        .iter()
+        .zip(tags(groups))
+        .flat_map(|((_, rs), tag)| {
+            stats::paired(rs, &label_order(preferred, rs))
+                .into_iter()
+                .map(move |p| (tag.clone(), p))
+        })
+        .collect()
+}
+
 /// Writes `summary.md` (one section per group of settings, the largest first) and
-/// `paired_differences.png` (largest group) into `out`; returns the files written.
+/// `paired_differences.png` (the pairs of every group) into `out`; returns the files written.
 pub fn write_summary(
     out: &Path,
     runs: &[RunResult],
@@ -257,10 +375,9 @@ pub fn write_summary(
     let path = out.join("summary.md");
     fs::write(&path, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     let mut written = vec![path];
-    if plots && let Some((_, rs)) = groups.first() {
+    if plots {
         let p = out.join("paired_differences.png");
-        let pairs = stats::paired(rs, &label_order(preferred, rs));
-        match plot_paired(&p, &pairs, register_font()) {
+        match plot_paired(&p, &paired_by_group(&groups, preferred), register_font()) {
             Ok(true) => written.push(p),
             Ok(false) => {}
             Err(e) => anyhow::bail!("plot {}: {e}", p.display()),
@@ -307,6 +424,9 @@ fn register_font() -> bool {
     })
 }
 
+/// Pixels added to a bar's width per character of the longest tag, so tagged axis labels fit.
+const TAG_WIDTH: usize = 7;
+
 const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -318,9 +438,9 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(127, 127, 127),
 ];
 
-/// Writes the plots into `out` (activations, accuracy per epoch, final accuracy, and with a
-/// validation hold-out the training/validation curves); returns their paths.
-pub fn plots(out: &Path, specs: &[ActSpec], runs: &[RunResult]) -> anyhow::Result<Vec<PathBuf>> {
+/// Writes the plots of `series` into `out` (activations, accuracy per epoch, final accuracy,
+/// and with a validation hold-out the training/validation curves); returns their paths.
+pub fn plots(out: &Path, series: &[Series]) -> anyhow::Result<Vec<PathBuf>> {
     let text = register_font();
     let mut written = Vec::new();
     let files = [
@@ -329,14 +449,13 @@ pub fn plots(out: &Path, specs: &[ActSpec], runs: &[RunResult]) -> anyhow::Resul
         ("final_accuracy.png", 2),
         ("overfitting.png", 3),
     ];
-    let labels: Vec<String> = specs.iter().map(|s| s.label.clone()).collect();
     for (name, which) in files {
         let path = out.join(name);
         let r = match which {
-            0 => plot_activations(&path, specs, runs, text),
-            1 => plot_epochs(&path, specs, runs, text),
-            2 => plot_final(&path, specs, runs, text),
-            _ => plot_overfitting(&path, &labels, runs, text),
+            0 => plot_activations(&path, series, text),
+            1 => plot_epochs(&path, series, text),
+            2 => plot_final(&path, series, text),
+            _ => plot_overfitting(&path, series, text),
         };
         match r {
             Ok(true) => written.push(path),
@@ -348,15 +467,20 @@ pub fn plots(out: &Path, specs: &[ActSpec], runs: &[RunResult]) -> anyhow::Resul
 }
 
 /// Each exact function (of the families present) against its polynomials on [-4, 4], with a
-/// learnable polynomial's trained form (first finished seed) beside its start.
+/// learnable polynomial's trained form (first finished seed of each series) beside its start.
 fn plot_activations(
     path: &Path,
-    specs: &[ActSpec],
-    runs: &[RunResult],
+    series: &[Series],
     text: bool,
 ) -> Result<bool, Box<dyn std::error::Error>> {
+    let mut specs: Vec<&ActSpec> = Vec::new();
+    for s in series {
+        if !specs.iter().any(|k| k.label == s.spec.label) {
+            specs.push(&s.spec);
+        }
+    }
     let mut families: Vec<polyact::registry::Builtin> = Vec::new();
-    for s in specs {
+    for s in &specs {
         if s.polynomial().is_some() && !families.contains(&s.family) {
             families.push(s.family);
         }
@@ -381,16 +505,18 @@ fn plot_activations(
                     xs.iter().map(|&x| (x, p.eval(x))).collect(),
                 ));
             }
-            let trained = runs
-                .iter()
-                .filter(|r| r.activation == s.label)
-                .find_map(|r| r.learned_coefficients.as_ref().map(|c| (r.seed, c)));
-            if let Some((seed, c)) = trained {
-                let p = polyact::Polynomial::from_f64(c);
-                curves.push((
-                    format!("{} trained (seed {seed})", s.label),
-                    xs.iter().map(|&x| (x, p.eval(x))).collect(),
-                ));
+            for one in series.iter().filter(|one| one.spec.label == s.label) {
+                let trained = one
+                    .runs
+                    .iter()
+                    .find_map(|r| r.learned_coefficients.as_ref().map(|c| (r.seed, c)));
+                if let Some((seed, c)) = trained {
+                    let p = polyact::Polynomial::from_f64(c);
+                    curves.push((
+                        format!("{} trained (seed {seed})", one.label()),
+                        xs.iter().map(|&x| (x, p.eval(x))).collect(),
+                    ));
+                }
             }
         }
         let (lo, hi) = curves
@@ -448,17 +574,16 @@ fn plot_activations(
     Ok(true)
 }
 
-/// Mean test accuracy per epoch for each activation.
+/// Mean test accuracy per epoch for each series.
 fn plot_epochs(
     path: &Path,
-    specs: &[ActSpec],
-    runs: &[RunResult],
+    all: &[Series],
     text: bool,
 ) -> Result<bool, Box<dyn std::error::Error>> {
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for s in specs {
+    for s in all {
         let mut per_epoch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-        for r in runs.iter().filter(|r| r.activation == s.label) {
+        for r in &s.runs {
             for h in &r.history {
                 per_epoch.entry(h.epoch).or_default().push(h.test_accuracy);
             }
@@ -468,7 +593,7 @@ fn plot_epochs(
             .map(|(e, v)| (e as f64, v.iter().sum::<f64>() / v.len() as f64))
             .collect();
         if !pts.is_empty() {
-            series.push((s.label.clone(), pts));
+            series.push((s.label(), pts));
         }
     }
     if series.is_empty() {
@@ -535,18 +660,21 @@ fn plot_epochs(
     Ok(true)
 }
 
-/// Final test accuracy per activation: mean with its 95 % interval (min–max below two runs),
-/// and the study's figure (cross).
+/// Final test accuracy per series: mean with its 95 % interval (min–max below two runs), and
+/// the study's figure for its activation (cross).
 fn plot_final(
     path: &Path,
-    specs: &[ActSpec],
-    runs: &[RunResult],
+    series: &[Series],
     text: bool,
 ) -> Result<bool, Box<dyn std::error::Error>> {
-    let order: Vec<String> = specs.iter().map(|s| s.label.clone()).collect();
-    let sums: Vec<_> = summarize(runs, &order)
-        .into_iter()
-        .filter(|s| s.stats.n > 0)
+    let sums: Vec<(&Series, Summary)> = series
+        .iter()
+        .flat_map(|s| {
+            summarize(&s.runs, std::slice::from_ref(&s.spec.label))
+                .into_iter()
+                .map(move |sum| (s, sum))
+        })
+        .filter(|(_, sum)| sum.stats.n > 0)
         .collect();
     if sums.is_empty() {
         return Ok(false);
@@ -554,11 +682,16 @@ fn plot_final(
     let bar = |s: &Stats| s.ci.unwrap_or((s.min, s.max));
     let lo = sums
         .iter()
-        .map(|s| bar(&s.stats).0)
-        .chain(sums.iter().filter_map(|s| study_accuracy(&s.activation)))
+        .map(|(_, s)| bar(&s.stats).0)
+        .chain(
+            sums.iter()
+                .filter_map(|(_, s)| study_accuracy(&s.activation)),
+        )
         .fold(1.0, f64::min);
     let lo = (lo - 0.003).clamp(0.0, 0.99);
-    let root = BitMapBackend::new(path, (160 + 110 * sums.len() as u32, 500)).into_drawing_area();
+    let step = 110 + TAG_WIDTH * sums.iter().map(|(s, _)| s.tag.len()).max().unwrap_or(0);
+    let root =
+        BitMapBackend::new(path, (160 + step as u32 * sums.len() as u32, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut b = ChartBuilder::on(&root);
     b.margin(15);
@@ -572,7 +705,7 @@ fn plot_final(
     }
     let n = sums.len();
     let mut chart = b.build_cartesian_2d(-0.5..n as f64 - 0.5, lo..1.0)?;
-    let labels: Vec<String> = sums.iter().map(|s| s.activation.clone()).collect();
+    let labels: Vec<String> = sums.iter().map(|(s, _)| s.label()).collect();
     let name_of = |x: &f64| {
         let i = x.round();
         if (x - i).abs() < 1e-6 && i >= 0.0 {
@@ -591,7 +724,7 @@ fn plot_final(
         mesh.disable_x_axis().disable_y_axis();
     }
     mesh.draw()?;
-    for (i, s) in sums.iter().enumerate() {
+    for (i, (_, s)) in sums.iter().enumerate() {
         let x = i as f64;
         let color = PALETTE[i % PALETTE.len()];
         let (lo, hi) = bar(&s.stats);
@@ -618,13 +751,14 @@ fn plot_final(
 }
 
 /// Each polynomial's accuracy minus its exact function's, paired by seed, in points: mean and
-/// 95 % interval, with the zero line (an interval across it is within noise).
+/// 95 % interval, with the zero line (an interval across it is within noise). Each pair comes
+/// with its group's tag.
 fn plot_paired(
     path: &Path,
-    pairs: &[Paired],
+    pairs: &[(String, Paired)],
     text: bool,
 ) -> Result<bool, Box<dyn std::error::Error>> {
-    let pairs: Vec<&Paired> = pairs.iter().filter(|p| p.diff.n > 0).collect();
+    let pairs: Vec<&(String, Paired)> = pairs.iter().filter(|(_, p)| p.diff.n > 0).collect();
     if pairs.is_empty() {
         return Ok(false);
     }
@@ -634,13 +768,14 @@ fn plot_paired(
             .ci
             .map_or((p.diff.mean, p.diff.mean), |(lo, hi)| (lo, hi))
     };
-    let (lo, hi) = pairs.iter().fold((0.0f64, 0.0f64), |(a, b), p| {
+    let (lo, hi) = pairs.iter().fold((0.0f64, 0.0f64), |(a, b), (_, p)| {
         let (l, h) = bar(p);
         (a.min(pts(l)), b.max(pts(h)))
     });
     let pad = 0.1 * (hi - lo).max(0.05);
     let n = pairs.len();
-    let root = BitMapBackend::new(path, (200 + 130 * n as u32, 500)).into_drawing_area();
+    let step = 130 + TAG_WIDTH * pairs.iter().map(|(t, _)| t.len()).max().unwrap_or(0);
+    let root = BitMapBackend::new(path, (200 + (step * n) as u32, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut b = ChartBuilder::on(&root);
     b.margin(15);
@@ -655,7 +790,7 @@ fn plot_paired(
     let mut chart = b.build_cartesian_2d(-0.5..n as f64 - 0.5, (lo - pad)..(hi + pad))?;
     let labels: Vec<String> = pairs
         .iter()
-        .map(|p| format!("{} - {}", p.poly, p.exact))
+        .map(|(tag, p)| tagged(&format!("{} - {}", p.poly, p.exact), tag))
         .collect();
     let name_of = |x: &f64| {
         let i = x.round();
@@ -679,7 +814,7 @@ fn plot_paired(
         [(-0.5, 0.0), (n as f64 - 0.5, 0.0)],
         BLACK.stroke_width(1),
     ))?;
-    for (i, p) in pairs.iter().enumerate() {
+    for (i, (_, p)) in pairs.iter().enumerate() {
         let x = i as f64;
         let color = PALETTE[i % PALETTE.len()];
         let (l, h) = bar(p);
@@ -702,19 +837,18 @@ fn plot_paired(
 }
 
 /// With a validation hold-out: mean training accuracy (thin) and validation accuracy (thick)
-/// per epoch for each activation, the study's overfitting question. `false` without one.
+/// per epoch for each series, the study's overfitting question. `false` without one.
 fn plot_overfitting(
     path: &Path,
-    labels: &[String],
-    runs: &[RunResult],
+    all: &[Series],
     text: bool,
 ) -> Result<bool, Box<dyn std::error::Error>> {
     type Curve = Vec<(f64, f64)>;
     let mut series: Vec<(String, Curve, Curve)> = Vec::new();
-    for l in labels {
+    for s in all {
         let mut train: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
         let mut val: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-        for r in runs.iter().filter(|r| &r.activation == l) {
+        for r in &s.runs {
             for h in &r.history {
                 if let Some(v) = h.val_accuracy.filter(|v| v.is_finite()) {
                     val.entry(h.epoch).or_default().push(v);
@@ -728,7 +862,7 @@ fn plot_overfitting(
                 .collect()
         };
         if !val.is_empty() {
-            series.push((l.clone(), mean(train), mean(val)));
+            series.push((s.label(), mean(train), mean(val)));
         }
     }
     if series.is_empty() {
@@ -806,15 +940,14 @@ mod tests {
     fn plots_are_written() {
         let out = tmp("plots");
         fs::create_dir_all(&out).unwrap();
-        let specs: Vec<ActSpec> = ["sigmoid", "m_sigmoid", "t_sigmoid", "relu", "m_relu"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let labels: Vec<String> = ["sigmoid", "m_sigmoid", "t_sigmoid", "relu", "m_relu"]
+            .map(String::from)
+            .to_vec();
         let runs = vec![
             result("relu", 0, 0.99, false),
             result("m_sigmoid", 0, 0.985, false),
         ];
-        let files = plots(&out, &specs, &runs).unwrap();
+        let files = plots(&out, &series(&runs, &labels)).unwrap();
         // The records hold a validation accuracy: the overfitting curves are drawn too.
         assert_eq!(files.len(), 4);
         for f in files {
@@ -822,5 +955,83 @@ mod tests {
             assert!(bytes.starts_with(b"\x89PNG"), "{}", f.display());
         }
         fs::remove_dir_all(&out).unwrap();
+    }
+
+    /// Seed-0 runs of `(activation, accuracy)` whose convolutions use `conv` and average
+    /// pooling.
+    fn with_conv(conv: &str, runs: &[(&str, f64)]) -> Vec<RunResult> {
+        runs.iter()
+            .map(|&(a, acc)| {
+                let mut r = result(a, 0, acc, false);
+                r.config.conv_activation = conv.into();
+                r.config.pooling = crate::conv::Pooling::Avg;
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn series_of_several_settings_are_told_apart() {
+        let mut runs = with_conv("taylor:square:2", &[("sigmoid", 0.99), ("m_sigmoid", 0.98)]);
+        runs.extend(with_conv("taylor:softplus:2", &[("m_sigmoid", 0.97)]));
+        let labels = |s: &[Series]| s.iter().map(Series::label).collect::<Vec<_>>();
+        let all = series(&runs, &[]);
+        assert_eq!(
+            labels(&all),
+            [
+                "sigmoid, conv taylor:square:2",
+                "m_sigmoid, conv taylor:square:2",
+                "m_sigmoid, conv taylor:softplus:2",
+            ]
+        );
+        // Each series holds its own group's runs, and its activation finds the study's figure.
+        for s in &all {
+            assert_eq!(s.runs.len(), 1);
+            assert!(s.label().ends_with(&s.runs[0].config.conv_activation));
+        }
+        approx::assert_abs_diff_eq!(all[2].runs[0].test_accuracy.unwrap(), 0.97);
+        assert_eq!(study_accuracy(&all[2].spec.label), Some(0.9923));
+        // One group: the plain labels, as before.
+        assert_eq!(labels(&series(&runs[..2], &[])), ["sigmoid", "m_sigmoid"]);
+        // A second setting that differs is named too, and only those that differ.
+        let mut three = runs.clone();
+        three.push({
+            let mut r = result("m_sigmoid", 0, 0.9, false);
+            r.config.pooling = crate::conv::Pooling::Avg;
+            r.config.epochs = 3;
+            r
+        });
+        assert_eq!(
+            tags(&groups(&three)),
+            [
+                "conv taylor:square:2, 2 epochs",
+                "conv taylor:softplus:2, 2 epochs",
+                "conv relu, 3 epochs",
+            ]
+        );
+    }
+
+    #[test]
+    fn pairs_are_formed_within_each_group() {
+        let mut runs = with_conv("taylor:square:2", &[("m_sigmoid", 0.95), ("sigmoid", 0.99)]);
+        runs.extend(with_conv(
+            "taylor:softplus:2",
+            &[("m_sigmoid", 0.90), ("sigmoid", 0.98)],
+        ));
+        // A polynomial whose exact function was run with other settings only: no pair.
+        runs.extend(with_conv("relu", &[("m_sigmoid", 0.97)]));
+        let pairs = paired_by_group(&groups(&runs), &[]);
+        let got: Vec<(&str, &str, f64)> = pairs
+            .iter()
+            .map(|(t, p)| (t.as_str(), p.poly.as_str(), p.diff.mean))
+            .collect();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!((got[0].0, got[0].1), ("conv taylor:square:2", "m_sigmoid"));
+        approx::assert_abs_diff_eq!(got[0].2, -0.04, epsilon = 1e-12);
+        assert_eq!(
+            (got[1].0, got[1].1),
+            ("conv taylor:softplus:2", "m_sigmoid")
+        );
+        approx::assert_abs_diff_eq!(got[1].2, -0.08, epsilon = 1e-12);
     }
 }
