@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --no-default-features --features he --example encrypted_mnist -- \
-//!     --model runs/mnist/m_sigmoid_seed0.safetensors --encrypted 100
+//!     --model runs/mnist/models/m_sigmoid-seed0.safetensors --encrypted 100
 //! ```
 //!
 //! The model file is the one the MNIST example saves (safetensors, format
