@@ -17,14 +17,19 @@
 #   PARTS="tests sanitize bench profile quick" scripts/gpu-check.sh   # some parts (5-6 minutes)
 #   PARTS="full six" scripts/gpu-check.sh                    # the timed training (5 to 10 minutes)
 #
-# Each part runs under a time limit and the script goes on after a failure; the last lines sum
-# up the exit status of every part. The binaries need the driver's libcuda.so.1 and the CUDA 13
+# Each part runs under its own time limit, cut to what is left of BUDGET_S (default 570 s, under
+# the device tool's 600 s per command); a part that no longer fits is reported as not run, and
+# the script goes on after a failure. The last lines sum up the exit status of every part. With
+# $OUT set (the device tool's folder that comes back), every part's log and the runs' results
+# are packed into $OUT/gpu-check.tar.gz. compute-sanitizer works on the Firecracker machines
+# (KINDS.md: ask for nvidia-h100-x1), not on gVisor, where its parts say so. The binaries need the driver's libcuda.so.1 and the CUDA 13
 # libraries cuBLAS, cuBLASLt, cuRAND, NVRTC and the runtime: found in LD_LIBRARY_PATH, the
 # system's library cache, /usr/local/cuda*, or Python's nvidia/cu13 wheels (as PyTorch installs
 # them).
 set -uo pipefail
 
 BUNDLE=${1:-target/gpu-bundle}
+BUDGET_S=${BUDGET_S:-570}
 WORK=$(mktemp -d)
 declare -A STATUS
 log() { echo "== gpu-check: $*"; }
@@ -38,8 +43,18 @@ cat "$BUNDLE/BUILD" 2>/dev/null
 nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total,memory.used --format=csv ||
   log "nvidia-smi failed: is there a GPU?"
 
+unxz_to() { # FILE.xz DEST: with xz, else Python's lzma
+  if command -v xz >/dev/null; then
+    xz -dc "$1" >"$2"
+  else
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"
+  fi
+}
 for bin in cuda-tests mnist mnist-tests; do
-  xz -dc "$BUNDLE/$bin.xz" >"$WORK/$bin" && chmod +x "$WORK/$bin"
+  unxz_to "$BUNDLE/$bin.xz" "$WORK/$bin" && chmod +x "$WORK/$bin" || {
+    echo "gpu-check.sh: error: cannot unpack $BUNDLE/$bin.xz (no xz, and no python3 with lzma?)" >&2
+    exit 2
+  }
 done
 
 # Folders holding the CUDA libraries the binaries link to, added to LD_LIBRARY_PATH.
@@ -63,13 +78,23 @@ if ldd "$WORK/cuda-tests" | grep 'not found'; then
   log "the binaries cannot load the libraries above; the checks below will fail"
 fi
 
-part() { # NAME LIMIT_S COMMAND...
+part() { # NAME LIMIT_S COMMAND...: runs COMMAND for at most LIMIT_S, or what is left of BUDGET_S
   local name=$1 limit=$2
   shift 2
-  log "$name: $*"
+  local left=$((BUDGET_S - SECONDS))
+  if ((left < 20)); then
+    STATUS[$name]="not run: ${left} s of the ${BUDGET_S} s budget left"
+    log "$name: ${STATUS[$name]}"
+    return
+  fi
+  ((limit > left)) && limit=$left
+  log "$name (at most $limit s): $*"
   local start=$SECONDS
   timeout "$limit" "$@" 2>&1 | tee "$WORK/$name.log"
   STATUS[$name]="rc=${PIPESTATUS[0]} in $((SECONDS - start)) s"
+  if grep -q "Device not supported" "$WORK/$name.log"; then
+    STATUS[$name]="not run: compute-sanitizer does not support this machine's GPU runtime (gVisor?)"
+  fi
   log "$name: ${STATUS[$name]}"
 }
 
@@ -116,5 +141,9 @@ log "summary"
 for name in "${!STATUS[@]}"; do echo "  $name: ${STATUS[$name]}"; done
 if grep -h SKIPPED "$WORK"/{tests,adam-test,memcheck,memcheck-adam,racecheck}.log 2>/dev/null; then
   echo "  the tests above were SKIPPED: they did not reach a GPU, so nothing was verified"
+fi
+if [[ -n ${OUT:-} && -d $OUT ]]; then
+  tar -czf "$OUT/gpu-check.tar.gz" -C "$WORK" --exclude=cuda-tests --exclude=mnist \
+    --exclude=mnist-tests --exclude='*.safetensors' . && log "logs and results: $OUT/gpu-check.tar.gz"
 fi
 rm -rf "$WORK"
