@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example mnist                      # the study's six activations, one seed
-//! cargo run --release --example mnist -- --quick           # about a minute and a half on 2 cores
+//! cargo run --release --example mnist -- --quick           # about two minutes on 2 cores
 //! cargo run --release --example mnist -- --activations relu,m_relu,t_softplus --seeds 3 --jobs 2
 //! cargo run --release --example mnist -- --activations minimax:sigmoid:5:-5:5,learn:m_sigmoid
 //! cargo run --release --example mnist -- --val-split 5000  # hold 5,000 out: overfitting curves
@@ -103,8 +103,8 @@ struct Args {
     /// the study's setting: train on all 60,000 images and report the test accuracy per epoch.
     #[arg(long, default_value_t = 0)]
     val_split: usize,
-    /// A quick look: one epoch per activation, two runs side by side (about a minute and a half
-    /// for the default six on 2 cores).
+    /// A quick look: one epoch per activation, two runs side by side (about two minutes for the
+    /// default six on 2 cores).
     #[arg(long)]
     quick: bool,
     /// Independent runs side by side; the cores are split between them [default: 1, with
