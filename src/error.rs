@@ -73,7 +73,8 @@ pub enum Error {
     /// A fitting method could not produce a polynomial.
     #[error("{method} fit failed: {reason}")]
     Fit {
-        /// The method (`"least squares"`, `"chebyshev"`, `"minimax"`).
+        /// The method (`"least squares"`, `"sampled least squares"`, `"chebyshev"`,
+        /// `"minimax"`, or `"error report"` when the error of a fit could not be measured).
         method: &'static str,
         /// What went wrong.
         reason: String,

@@ -216,7 +216,9 @@ const ALIASES: [(&str, &str); 3] = [
 /// A description of an activation polyact can build: parse it from text, print it back, and
 /// build the function, its polynomial or (feature `candle`) its layer from it.
 ///
-/// Display prints the canonical text, which parses back to an equal value; serde uses that text.
+/// Display prints the canonical text, which parses back to an equal value for every `Spec`
+/// that parsing can give (a `Learnable` of an exact activation, which parsing refuses, prints
+/// as `learn:FN` but does not read back); serde uses that text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 #[non_exhaustive]
@@ -369,17 +371,21 @@ impl FromStr for Spec {
         if let Some((_, p, _)) = PRESETS.iter().find(|(n, _, _)| *n == text) {
             return Ok(Spec::Preset(*p));
         }
+        // FN may carry its own parameter (`elu:0.5`), so the numbers are split off the right.
         let fields: Vec<&str> = text.split(':').collect();
+        let function_of = |fields: &[&str]| fields.join(":");
         match fields.as_slice() {
-            ["taylor", function, degree] => Ok(Spec::Taylor {
-                function: function.parse()?,
+            ["taylor", function @ .., degree] if !function.is_empty() => Ok(Spec::Taylor {
+                function: function_of(function).parse()?,
                 degree: number(degree, "the degree", text)?,
             }),
-            ["minimax", function, degree, lo, hi] => Ok(Spec::Minimax {
-                function: function.parse()?,
-                degree: number(degree, "the degree", text)?,
-                interval: Interval::new(number(lo, "LO", text)?, number(hi, "HI", text)?)?,
-            }),
+            ["minimax", function @ .., degree, lo, hi] if !function.is_empty() => {
+                Ok(Spec::Minimax {
+                    function: function_of(function).parse()?,
+                    degree: number(degree, "the degree", text)?,
+                    interval: Interval::new(number(lo, "LO", text)?, number(hi, "HI", text)?)?,
+                })
+            }
             ["taylor" | "minimax", ..] => Err(Error::Parse {
                 formula: shorten(text),
                 reason: "expected taylor:FN:DEG or minimax:FN:DEG:LO:HI".into(),
@@ -434,6 +440,10 @@ mod tests {
             "t_softplus",
             "taylor:gelu:7",
             "minimax:tanh:5:-3:3",
+            // A function with its own parameter inside the longer forms.
+            "minimax:elu:0.5:5:-1:1",
+            "taylor:leaky_relu:0.2:3",
+            "learn:minimax:elu:0.5:3:-2:2",
             "learn:m_sigmoid",
             "learn:minimax:sigmoid:3:-5:5",
         ] {
@@ -455,6 +465,9 @@ mod tests {
             ("elu:x", "number"),
             ("sigmoid:2", "only elu and leaky_relu"),
             ("taylor:sigmoid", "taylor:FN:DEG"),
+            ("taylor:5", "taylor:FN:DEG"),
+            ("minimax:5:-1:1", "minimax:FN:DEG:LO:HI"),
+            ("minimax:elu:0.5:5:-1", "the degree must be a number"),
             ("minimax:tanh:5:3:-3", "interval"),
             ("learn:relu", "needs a polynomial"),
         ] {

@@ -242,6 +242,20 @@ fn overflow_noise_keys_parameters_and_range_are_refused_with_numbers() {
             other.err().map(|e| e.to_string())
         ),
     }
+    // An already quantised input is held to the same range: -2.0 is as large as the upper end
+    // 2.0 but lies outside [0, 2], where the worst-case bounds were computed.
+    let mut xq = q.quantize(&x).unwrap();
+    xq[3] = -q.quantizer().quantized_range().1;
+    match eh.encrypt_quantized(&client_a, &xq) {
+        Err(HeError::OutOfRange { index, value, .. }) => {
+            assert_eq!(index, 3);
+            assert!((value + 2.0).abs() < 1e-9, "{value}");
+        }
+        other => panic!(
+            "expected OutOfRange, got {:?}",
+            other.err().map(|e| e.to_string())
+        ),
+    }
 }
 
 #[test]

@@ -15,8 +15,9 @@ use std::f64::consts::PI;
 /// # Errors
 /// [`Error::InvalidInterval`](crate::Error::InvalidInterval) for an empty, reversed or
 /// infinite interval; [`Error::Degree`](crate::Error::Degree) above
-/// [`MAX_DEGREE`](super::MAX_DEGREE); [`Error::Fit`](crate::Error::Fit) if `f` is not finite
-/// at a node.
+/// [`MAX_DEGREE`](super::MAX_DEGREE), or when the monomial coefficients in `f64` cannot hold
+/// the fit (rounding alone would exceed its error); [`Error::Fit`](crate::Error::Fit) if `f`
+/// is not finite at a node.
 ///
 /// ```
 /// use polyact::{fit, Activation, Tanh};

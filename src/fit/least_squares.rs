@@ -17,8 +17,9 @@ use crate::{Activation, Error, Interval, Result};
 ///
 /// # Errors
 /// [`Error::InvalidInterval`] for an empty, reversed or infinite interval;
-/// [`Error::Degree`] above [`MAX_DEGREE`](super::MAX_DEGREE); [`Error::Fit`] if `f` is not
-/// finite somewhere on the interval.
+/// [`Error::Degree`] above [`MAX_DEGREE`](super::MAX_DEGREE), or when the monomial
+/// coefficients in `f64` cannot hold the fit (rounding alone would exceed its error);
+/// [`Error::Fit`] if `f` is not finite somewhere on the interval.
 ///
 /// ```
 /// use polyact::{fit, Sigmoid};
@@ -66,13 +67,15 @@ pub fn least_squares<A: Activation<f64>>(
 /// as they occur). The fit interval, the polynomial's domain and the interval of the
 /// [`ErrorReport`](super::ErrorReport) are the samples' range `[min, max]`; the report measures
 /// the error uniformly over that range, so it shows how the fit does on rare inputs too.
-/// The problem is accumulated row by row (Givens QR in the Chebyshev basis): memory stays
-/// `O(degree²)` whatever the number of samples.
+/// The problem is accumulated row by row (Givens QR in the Chebyshev basis), so the solver's
+/// state stays `O(degree²)`; beside it the samples and `f`'s values at them are held once
+/// (`O(N)`).
 ///
 /// # Errors
 /// [`Error::Fit`] if `samples` is empty, holds a NaN or infinite value, or all samples are
 /// equal, or if `f` is not finite at a sample; [`Error::Degree`] above
-/// [`MAX_DEGREE`](super::MAX_DEGREE) or when there are fewer than `degree + 1` distinct samples.
+/// [`MAX_DEGREE`](super::MAX_DEGREE), when there are fewer than `degree + 1` distinct samples,
+/// or when the monomial coefficients in `f64` cannot hold the fit.
 ///
 /// ```
 /// use polyact::{fit, Activation, Sigmoid};

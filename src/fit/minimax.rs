@@ -36,7 +36,8 @@ const EXACT: f64 = 1e-13;
 ///
 /// # Errors
 /// [`Error::InvalidInterval`] for an empty, reversed or infinite interval; [`Error::Degree`]
-/// above [`MAX_DEGREE`](super::MAX_DEGREE); [`Error::Fit`] if `f` is not finite on the
+/// above [`MAX_DEGREE`](super::MAX_DEGREE), or when the monomial coefficients in `f64` cannot
+/// hold the fit (rounding alone would exceed its error); [`Error::Fit`] if `f` is not finite on the
 /// interval, or if the exchange has not converged after 100 iterations (use
 /// [`chebyshev`](super::chebyshev) instead: it is within a small factor of the best).
 ///

@@ -7,7 +7,7 @@
 //! | function | minimises | evaluations of `f` | cost |
 //! |---|---|---|---|
 //! | [`least_squares`] | the mean square error `∫ₐᵇ (p − f)² dx` | ≈ 1000 Gauss–Legendre nodes | one QR solve, `O(N n²)` |
-//! | [`least_squares_on_samples`] | `Σᵢ (p(xᵢ) − f(xᵢ))²` over the inputs the layer really sees | one per sample | `O(N n²)` time, `O(n²)` memory |
+//! | [`least_squares_on_samples`] | `Σᵢ (p(xᵢ) − f(xᵢ))²` over the inputs the layer really sees | one per sample | `O(N n²)` time, `O(N + n²)` memory |
 //! | [`chebyshev`] | nothing: interpolates at `n + 1` Chebyshev nodes; its max error is within `2 + (2/π) ln(n + 1)` of the best | `n + 1` | `O(n²)` |
 //! | [`minimax`] | the maximum error `max \|p − f\|` (Remez exchange) | a few thousand per iteration, a handful of iterations | the slowest, still milliseconds |
 //!

@@ -7,8 +7,10 @@
 //! coefficients' denominators, so that `P(z) = L · 2^{sd} · p(z / 2^s)` **exactly**: no rounding
 //! of coefficients, and BFV (integers modulo `t`) computes `P(z) mod t` without error. The
 //! result is recovered from several plaintext primes by the Chinese remainder theorem, which is
-//! exact as long as `|result| < (Π tᵢ)/2`; worst-case bounds
-//! ([`IntPolynomial::abs_bound`]) check that before anything runs.
+//! exact as long as `|result| < (Π tᵢ)/2`. Worst-case bounds ([`IntPolynomial::abs_bound`])
+//! tell whether it is; [`EncryptedHead::new`](crate::he::head::EncryptedHead::new) refuses
+//! primes too small for them before anything runs ([`IntPolynomial::evaluate`] itself checks
+//! neither the bound nor the noise).
 
 use num_bigint::{BigInt, BigUint, Sign};
 use num_rational::BigRational;
@@ -131,6 +133,15 @@ impl Quantizer {
                 }
             })
             .collect()
+    }
+
+    /// The quantised range: `[lo, hi]` times the scale, rounded as [`quantize`](Self::quantize)
+    /// rounds. Every quantised input lies in it, and the head's worst-case bounds assume so.
+    pub fn quantized_range(&self) -> (i64, i64) {
+        (
+            (self.lo * self.scale()).round() as i64,
+            (self.hi * self.scale()).round() as i64,
+        )
     }
 
     /// Largest absolute quantised value.

@@ -192,10 +192,8 @@ impl QuantizedHead {
             .iter()
             .map(|&b| BigInt::from(q(b, scales.output_weight_bits)) * &out_scale)
             .collect();
-        let (lo_q, hi_q) = (
-            (lo * quantizer.scale()).round() as i128,
-            (hi * quantizer.scale()).round() as i128,
-        );
+        let (lo_q, hi_q) = quantizer.quantized_range();
+        let (lo_q, hi_q) = (i128::from(lo_q), i128::from(hi_q));
         let z_bound: Vec<i64> = (0..n_hidden)
             .map(|j| {
                 let row = &w1[j * n_in..(j + 1) * n_in];
@@ -672,8 +670,14 @@ impl<B: ExactBackend> EncryptedHead<B> {
                 found: xq.len(),
             });
         }
-        let max = self.head.quantizer.max_abs();
-        if let Some((index, &v)) = xq.iter().enumerate().find(|(_, v)| v.abs() > max) {
+        // The worst-case bounds hold for inputs in the quantised range, not for any value of
+        // that size: with the range [0, 2], a negative input could make the logits wrap.
+        let (lo_q, hi_q) = self.head.quantizer.quantized_range();
+        if let Some((index, &v)) = xq
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(lo_q..=hi_q).contains(*v))
+        {
             return Err(HeError::OutOfRange {
                 index,
                 value: v as f64 / self.head.quantizer.scale(),

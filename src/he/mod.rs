@@ -11,9 +11,11 @@
 //! * [`plan`](crate::plan): the straight-line program a polynomial is evaluated by (products, depth), pure
 //!   Rust, so the cost model can use exactly what runs.
 //! * [`fixed`]: fixed-point quantisation, exact integer polynomials from exact coefficients,
-//!   worst-case bounds, CRT plaintext primes and a noise estimate; parameters that could wrap or
-//!   run out of noise budget are refused before anything runs ([`HeError::PlaintextOverflow`],
-//!   [`HeError::NoiseBudget`]).
+//!   worst-case bounds, CRT plaintext primes and a noise estimate. These compute; the refusing is
+//!   done by [`EncryptedHead::new`](head::EncryptedHead::new): parameters that could wrap or run
+//!   out of noise budget are refused before anything runs ([`HeError::PlaintextOverflow`],
+//!   [`HeError::NoiseBudget`]), and inputs outside the declared range when they are encrypted
+//!   ([`HeError::OutOfRange`]).
 //! * [`head`]: the quantised head, its exact integer simulation, and its encrypted evaluation
 //!   with packed (baby-step/giant-step diagonal) dense layers. Client and server keys are
 //!   different types: the server's API takes [`head::ServerKeys`] only and cannot decrypt.
@@ -113,13 +115,17 @@ pub enum HeError {
         /// Upper end of the range.
         hi: f64,
     },
-    /// The plaintext space (product of the CRT primes) cannot hold the worst-case result.
+    /// The plaintext space (product of the CRT primes) cannot hold the worst-case result; also
+    /// returned by [`QuantizedHead::new`](head::QuantizedHead::new) when a worst-case
+    /// pre-activation does not fit an `i64` (`available_bits` is then 63, and only lower scales
+    /// help).
     #[error(
         "the result can reach 2^{needed_bits:.1} in absolute value but the plaintext primes hold \
          only ±2^{available_bits:.1}; add plaintext primes or lower the scales"
     )]
     PlaintextOverflow {
-        /// log₂ of the worst-case absolute value of the result.
+        /// log₂ of the worst-case absolute value of the result, plus one bit of margin where
+        /// [`EncryptedHead::new`](head::EncryptedHead::new) checks it.
         needed_bits: f64,
         /// log₂ of half the product of the plaintext primes.
         available_bits: f64,

@@ -152,7 +152,8 @@ impl CustomOp2 for PolyGradOp {
 }
 
 /// `p(x)` by Horner's rule written as ordinary tensor ops (`2d − 1` ops for degree `d`), with
-/// the clamp as candle's `clamp`: what runs on devices without a fused kernel.
+/// the clamp of the fused kernels (`clamp_tensor`: gradient 1 at the ends, where candle's own
+/// `clamp` gives ½): what runs on devices without a fused kernel.
 pub(crate) fn horner_tensor_ops(
     coefficients: &[f64],
     clamp: Option<Interval>,

@@ -83,7 +83,8 @@ impl Polynomial {
         })
     }
 
-    /// The domain of a combination of `self` and `other`: where both are meant to be used.
+    /// The domain of a combination of `self` and `other`: the overlap of their domains, the one
+    /// domain when only one has one, and none when they do not overlap.
     fn common_domain(&self, other: &Polynomial) -> Option<Interval> {
         match (self.domain, other.domain) {
             (Some(a), Some(b)) => Interval::new(a.lo().max(b.lo()), a.hi().min(b.hi())).ok(),
@@ -113,7 +114,8 @@ impl Polynomial {
     }
 }
 
-/// `p + q`, exact where both are; the domain is where both are meant to be used.
+/// `p + q`, exact where both are; the domain is the overlap of the two domains (the one domain
+/// when only one has one, none when they do not overlap).
 ///
 /// ```
 /// use polyact::Polynomial;

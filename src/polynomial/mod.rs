@@ -307,9 +307,10 @@ impl Polynomial {
         self.compose_affine(&alpha, &Coefficient::zero())
     }
 
-    /// The straight-line program that evaluates this polynomial on ciphertexts: the one that
-    /// [`he`](https://docs.rs/polyact) runs and [`cost`](Self::cost) counts (zero coefficients
-    /// are skipped; the least depth first, then the fewest products).
+    /// The straight-line program that evaluates this polynomial on ciphertexts: the one that the
+    /// [`he`](https://docs.rs/polyact/latest/polyact/he/index.html) module runs and
+    /// [`cost`](Self::cost) counts (zero coefficients are skipped; the least depth first, then
+    /// the fewest products).
     ///
     /// ```
     /// let plan = polyact::presets::m_sigmoid().evaluation_plan();

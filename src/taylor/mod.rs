@@ -146,9 +146,9 @@ use crate::coefficient::decimal_to_rational;
 use crate::expr::Expr;
 use crate::{Coefficient, Error, Polynomial, Result};
 
-/// The highest degree accepted. Expansion time grows quickly with the degree (sigmoid:
-/// about 60 ms at 30, 1 s at 60, 8 s at 100), and such polynomials are of no use for
-/// activations: fit one on an interval instead.
+/// The highest degree accepted. Expansion time grows quickly with the degree (sigmoid's first
+/// call: about 0.2 s at 30 in the test profile, see the [module docs](self)), and such
+/// polynomials are of no use for activations: fit one on an interval instead.
 ///
 /// ```
 /// use polyact::{taylor::MAX_DEGREE, taylor_poly, Error, Sigmoid};
@@ -344,8 +344,9 @@ fn shift_rational(about: &[Coefficient], a: &BigRational) -> Option<Vec<Coeffici
 ///
 /// # Errors
 /// [`Error::NotAnalytic`] for a piecewise activation whose kink is at 0 (relu, leaky relu,
-/// elu, softsign), [`Error::Degree`] above [`MAX_DEGREE`], [`Error::Symbolic`] if the series
-/// engine fails (see the [module docs](self)).
+/// elu, softsign), [`Error::Degree`] above [`MAX_DEGREE`], [`Error::TooComplex`] when the
+/// derivation passes its time limit, [`Error::Symbolic`] if the series engine fails (see the
+/// [module docs](self)).
 ///
 /// ```
 /// use polyact::{taylor_poly, Activation, Error, Relu, Sigmoid, Tanh};
@@ -387,7 +388,9 @@ pub fn taylor_poly_at<A: Activation<f64>>(f: A, degree: usize, point: f64) -> Re
 ///
 /// # Errors
 /// [`Error::Parse`] for a malformed formula or an unknown name, [`Error::NotAnalytic`] where
-/// the formula has a pole, root or logarithm at the point, otherwise as [`taylor_poly_at`].
+/// the formula has a pole, root or logarithm at the point, [`Error::TooComplex`] for a formula
+/// too large to expand (e.g. `9^9^9`), [`Error::DivisionByZero`] where it divides by an
+/// expression that is 0, otherwise as [`taylor_poly_at`].
 ///
 /// ```
 /// use polyact::{taylor_poly_formula, Error};
