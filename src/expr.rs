@@ -435,8 +435,8 @@ impl Expr {
     /// `self / other`.
     ///
     /// # Errors
-    /// [`Error::TooComplex`] for a division by the number 0 or beyond the
-    /// [limits](self#limits).
+    /// [`Error::DivisionByZero`] for a division by the number 0, [`Error::TooComplex`] beyond
+    /// the [limits](self#limits).
     pub fn checked_div(self, other: Expr) -> Result<Expr> {
         Expr::product_of([Factor::Times(self), Factor::Over(other)], Limits::Public)
     }
@@ -487,8 +487,8 @@ impl Expr {
                     ..
                 }) => flat.extend(inner),
                 Factor::Over(e) if e.as_number().is_some_and(Zero::is_zero) => {
-                    return Err(Error::TooComplex {
-                        reason: "division by the number 0".into(),
+                    return Err(Error::DivisionByZero {
+                        operation: "an expression divided by the number 0",
                     });
                 }
                 other => flat.push(other),
@@ -1308,7 +1308,7 @@ mod tests {
         assert!(reason("x # 2").contains("unexpected character"));
         assert!(reason("1e99999").contains("too large"));
         assert!(reason(".").contains("not a number"));
-        assert!(reason("1/0").contains("division by the number 0"));
+        assert!(reason("1/0").contains("divided by the number 0"));
         assert!(reason(&"(".repeat(5000)).contains("deeper"));
         assert!(reason(&"-".repeat(5000)).contains("deeper"));
         assert!(reason(&"x^".repeat(5000)).contains("deeper"));

@@ -109,6 +109,11 @@ fn coefficients_hold_expressions_and_do_arithmetic() {
         ln2.checked_div(&Coefficient::zero()),
         Err(Error::DivisionByZero { .. })
     ));
+    // The expression behind it says the same.
+    assert!(matches!(
+        Expr::x().checked_div(Expr::integer(0)),
+        Err(Error::DivisionByZero { .. })
+    ));
     let Some(Exact::Symbolic(e)) = ln2.exact() else {
         panic!("{ln2:?}")
     };
