@@ -669,6 +669,46 @@ fn clamping_holds_values_and_zeroes_gradients_outside() -> Result<()> {
     Ok(())
 }
 
+/// In `bf16`, 3.703125 is the nearest value to 3.7 but lies above it. The fused op compares in
+/// `f32` and so clamps it (gradient 0); the range guard and the unfused path must agree, not
+/// compare against the end rounded to `bf16` (which is 3.703125 itself). Likewise in `f16` for
+/// 2.30078125 against 2.3.
+#[test]
+fn half_types_are_compared_with_the_exact_ends() -> Result<()> {
+    for (dtype, end, above) in [(DType::BF16, 3.7, 3.703125), (DType::F16, 2.3, 2.30078125)] {
+        let poly = polyact::presets::m_tanh().with_domain(-end..=end).unwrap();
+        let layer = PolyAct::new(&poly).with_clamp().unwrap();
+        let x = tensor(&[above, 0.5], dtype)?;
+        assert!(
+            values(&x)?[0] > end,
+            "{dtype:?}: the test value must lie above the end"
+        );
+        let fraction =
+            polyact::nn::out_of_range(&x, Some(polyact::Interval::new(-end, end).unwrap()))
+                .unwrap();
+        assert!((fraction - 0.5).abs() < 1e-12, "{dtype:?}: {fraction}");
+        for unfused in [false, true] {
+            let var = Var::from_tensor(&x)?;
+            let y = if unfused {
+                layer.forward_unfused(var.as_tensor())?
+            } else {
+                layer.forward(var.as_tensor())?
+            };
+            let grads = y.sum_all()?.backward()?;
+            let g = values(grads.get(&var).expect("variable"))?;
+            assert!(
+                g[0].abs() < 1e-300,
+                "{dtype:?} unfused {unfused}: gradient {g:?}"
+            );
+            assert!(
+                g[1].abs() > 0.1,
+                "{dtype:?} unfused {unfused}: gradient {g:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn guard_configuration_errors() {
     let poly = polyact::presets::m_sigmoid();

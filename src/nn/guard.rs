@@ -38,15 +38,23 @@ pub fn out_of_range(xs: &Tensor, domain: Option<Interval>) -> Result<f64> {
     Ok(count_outside(xs, domain)? as f64 / total as f64)
 }
 
-/// How many elements of `xs` are outside `domain` (the whole line when `None`), NaN counted as
-/// outside. Integer tensors are compared in `f64`, so fractional bounds keep their value.
-fn count_outside(xs: &Tensor, domain: Option<Interval>) -> Result<u64> {
+/// `xs` in the type its elements are compared with the domain's ends in: `f32` for `f16` and
+/// `bf16` (the fused kernels' compute type; candle's comparisons would round the ends to the
+/// half type, moving them), `f64` for integers (so fractional ends keep their value), else
+/// `xs` itself. Detached: only the comparison's result is used.
+fn comparable(xs: &Tensor) -> Result<Tensor> {
     let xs = xs.detach();
-    let xs = if xs.dtype().is_float() {
-        xs
-    } else {
-        xs.to_dtype(DType::F64)?
-    };
+    match xs.dtype() {
+        DType::F16 | DType::BF16 => xs.to_dtype(DType::F32),
+        dt if dt.is_float() => Ok(xs),
+        _ => xs.to_dtype(DType::F64),
+    }
+}
+
+/// How many elements of `xs` are outside `domain` (the whole line when `None`), NaN counted as
+/// outside, compared as [`comparable`] says.
+fn count_outside(xs: &Tensor, domain: Option<Interval>) -> Result<u64> {
+    let xs = comparable(xs)?;
     let (lo, hi) = domain.map_or((f64::NEG_INFINITY, f64::INFINITY), |d| d.ends());
     let inside = xs.ge(lo)?.mul(&xs.le(hi)?)?;
     let inside = inside.to_dtype(DType::U32)?.sum_all()?.to_scalar::<u32>()?;
@@ -61,7 +69,8 @@ pub(crate) fn clamp_tensor(xs: &Tensor, bounds: Option<Interval>) -> Result<Tens
         return Ok(xs.clone());
     };
     let (lo, hi) = bounds.ends();
-    let inside = xs.ge(lo)?.mul(&xs.le(hi)?)?;
+    let c = comparable(xs)?;
+    let inside = c.ge(lo)?.mul(&c.le(hi)?)?;
     inside.where_cond(xs, &xs.clamp(lo, hi)?.detach())
 }
 

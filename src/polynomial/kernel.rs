@@ -53,8 +53,10 @@ pub trait Kernel {
     fn run<const FMA: bool, const LANES: usize>(self) -> Self::Output;
 }
 
-/// Whether the portable level may use `mul_add`: only when it compiles to a hardware
-/// instruction (every aarch64 CPU has one; on x86-64 only if the build enables `fma`).
+/// Whether the portable level may use `mul_add`: where it compiles to a hardware instruction
+/// (every aarch64 CPU has one; on x86-64 only if the build enables `fma`). Other targets (e.g.
+/// 32-bit x86, wasm) also take `mul_add`, correctly rounded but possibly through a slow
+/// software routine.
 const PORTABLE_FMA: bool = cfg!(any(target_feature = "fma", not(target_arch = "x86_64")));
 
 /// Independent chains at the AVX2 and portable levels: four 256-bit vectors of `f32`.
@@ -80,7 +82,7 @@ pub fn level() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("fma") {
+        if has!("avx512f") && has!("avx2") && has!("fma") {
             return Level::Avx512;
         }
         if has!("avx2") && has!("fma") {
