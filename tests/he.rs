@@ -211,6 +211,18 @@ fn overflow_noise_keys_parameters_and_range_are_refused_with_numbers() {
         }) => assert!(needed_bits > available_bits),
         other => panic!("expected NoiseBudget, got {:?}", other.err()),
     }
+    // The same prime twice: the CRT could not recover the logits (they would decrypt to 0).
+    let twice = toy(30, 3);
+    let same = vec![twice[0].clone(), twice[1].clone(), twice[0].clone()];
+    match EncryptedHead::new(&q, same, None) {
+        Err(HeError::Unsupported(why)) => assert!(why.contains("distinct"), "{why}"),
+        other => panic!("expected Unsupported, got {:?}", other.err()),
+    }
+    // A level the backends do not have.
+    match EncryptedHead::new(&q, toy(30, 3), Some(MODULI.len())) {
+        Err(HeError::Unsupported(why)) => assert!(why.contains("beyond"), "{why}"),
+        other => panic!("expected Unsupported, got {:?}", other.err()),
+    }
     let eh = EncryptedHead::new(&q, toy(30, 3), None).unwrap();
     let (client_a, _) = eh.keygen(&|| {}).unwrap();
     let (_, server_b) = eh.keygen(&|| {}).unwrap();

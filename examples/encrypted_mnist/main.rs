@@ -181,8 +181,10 @@ fn main() -> anyhow::Result<()> {
     }
 
     // 2. Quantised head and its exact simulation on all test images.
+    // Features are f32: the range's end is taken as an f32 too, so that a feature clamped to it
+    // lies inside the range (2.7 as f32 is 2.70000005, above 2.7).
     let feature_max = match args.feature_max {
-        Some(v) => v,
+        Some(v) => f64::from(v as f32),
         None => {
             let (train, _) = images(&dir, "train")?;
             let n = train.len().min(2000);

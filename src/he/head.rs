@@ -291,11 +291,23 @@ impl QuantizedHead {
     }
 
     /// The integer pre-activations of a quantised input.
+    ///
+    /// # Panics
+    /// If `xq` lies so far outside the quantised range that a pre-activation leaves the `i64`
+    /// range (inputs from [`quantize`](Self::quantize) never do).
     pub fn preactivations(&self, xq: &[i64]) -> Vec<i64> {
         (0..self.n_hidden)
             .map(|j| {
                 let row = &self.w1[j * self.n_in..(j + 1) * self.n_in];
-                row.iter().zip(xq).map(|(&w, &x)| w * x).sum::<i64>() + self.b1[j]
+                // In i128: a partial sum may pass the i64 range even where the bound
+                // (`z_bound`, which fits an i64) holds for the whole sum.
+                let z = row
+                    .iter()
+                    .zip(xq)
+                    .map(|(&w, &x)| i128::from(w) * i128::from(x))
+                    .sum::<i128>()
+                    + i128::from(self.b1[j]);
+                i64::try_from(z).expect("within the worst-case bound, which fits an i64")
             })
             .collect()
     }
@@ -536,15 +548,35 @@ impl<B: ExactBackend> EncryptedHead<B> {
     /// Prepares `head` for the backends (one per plaintext prime, same ring) at ciphertext
     /// `level` (`None`: the deepest level the noise estimate allows, which is the fastest).
     ///
-    /// Refused before anything runs: [`HeError::PlaintextOverflow`] when the product of the
-    /// plaintext primes cannot hold the worst-case logit, [`HeError::NoiseBudget`] when the
-    /// noise estimate does not fit.
+    /// Refused before anything runs: [`HeError::Unsupported`] for no backends, ring sizes that
+    /// differ, a plaintext prime given twice (the CRT needs distinct primes) or a `level` that a
+    /// backend does not have; [`HeError::PlaintextOverflow`] when the product of the plaintext
+    /// primes cannot hold the worst-case logit; [`HeError::NoiseBudget`] when the noise estimate
+    /// does not fit.
     pub fn new(head: &QuantizedHead, backends: Vec<B>, level: Option<usize>) -> Result<Self> {
         let slots = backends.first().map_or(0, |b| b.slots());
         if backends.iter().any(|b| b.slots() != slots) || backends.is_empty() {
             return Err(HeError::Unsupported(
                 "give one or more backends with the same ring size".into(),
             ));
+        }
+        let mut primes: Vec<u64> = backends.iter().map(|b| b.plaintext_modulus()).collect();
+        primes.sort_unstable();
+        if primes.windows(2).any(|w| w[0] == w[1]) {
+            return Err(HeError::Unsupported(format!(
+                "the plaintext primes must be distinct (the CRT cannot recover the logits from a \
+                 prime given twice); got {primes:?}"
+            )));
+        }
+        let deepest = backends
+            .iter()
+            .map(|b| b.max_level())
+            .min()
+            .expect("non-empty");
+        if let Some(l) = level.filter(|&l| l > deepest) {
+            return Err(HeError::Unsupported(format!(
+                "level {l} is beyond the deepest level {deepest} of the backends"
+            )));
         }
         let available_bits = backends.iter().map(|b| b.plaintext_bits()).sum::<f64>() - 1.0;
         let needed_bits = head.output_bound_bits() + 1.0;
@@ -565,7 +597,7 @@ impl<B: ExactBackend> EncryptedHead<B> {
         };
         let level = match level {
             Some(l) => l,
-            None => (0..=backends[0].max_level())
+            None => (0..=deepest)
                 .rev()
                 .find(|&l| fits(l).budget_left() >= NOISE_MARGIN)
                 .unwrap_or(0),
