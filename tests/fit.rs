@@ -492,6 +492,15 @@ fn sampled_least_squares_rejects_unusable_samples() {
         Err(Error::Degree { requested: 3, .. })
     ));
     assert!(fails(&[0.0, 1.0, 1.0, 2.0, 3.0], 3).is_ok());
+    // −0 and 0 are one sample, not two.
+    match fails(&[-0.0, 0.0], 1) {
+        Err(Error::Fit { reason, .. }) => assert!(reason.contains("all samples equal"), "{reason}"),
+        other => panic!("expected Fit, got {:?}", other.err()),
+    }
+    assert!(matches!(
+        fails(&[-0.0, 0.0, 1.0], 2),
+        Err(Error::Degree { requested: 2, .. })
+    ));
     assert!(matches!(
         fit::least_squares_on_samples(&NanAboveOne, 1, &[0.0, 2.0]),
         Err(Error::Fit { .. })

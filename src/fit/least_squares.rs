@@ -39,7 +39,8 @@ pub fn least_squares<A: Activation<f64>>(
     check_degree(method, degree)?;
     let span = super::interval(interval)?;
     let kinks = numeric::kinks(span, [f.formula()]);
-    // Enough panels that the rule is exact for p² on each panel up to high degrees.
+    // Enough panels that p² is integrated to rounding level up to high degrees (16 points per
+    // panel are exact to degree 31 there).
     let panels = super::QUADRATURE_PANELS.max(2 * degree);
     let rule = composite_rule(span, &kinks, panels, QUADRATURE_POINTS);
     let xs: Vec<f64> = rule.iter().map(|&(x, _)| x).collect();
@@ -110,7 +111,8 @@ pub fn least_squares_on_samples<A: Activation<f64>>(
     if let Some((i, x)) = samples.iter().enumerate().find(|(_, x)| !x.is_finite()) {
         return Err(fail(format!("sample {i} is {x}; samples must be finite")));
     }
-    let mut distinct = samples.to_vec();
+    // `+ 0.0` turns −0 into 0, so that the two count as one sample.
+    let mut distinct: Vec<f64> = samples.iter().map(|&x| x + 0.0).collect();
     distinct.sort_by(f64::total_cmp);
     distinct.dedup_by(|a, b| a.total_cmp(b).is_eq());
     let (lo, hi) = (distinct[0], distinct[distinct.len() - 1]);

@@ -6,14 +6,15 @@
 //!
 //! | function | minimises | evaluations of `f` | cost |
 //! |---|---|---|---|
-//! | [`least_squares`] | the mean square error `∫ₐᵇ (p − f)² dx` | ≈ 1000 Gauss–Legendre nodes | one QR solve, `O(N n²)` |
+//! | [`least_squares`] | the mean square error `∫ₐᵇ (p − f)² dx` | 1,024 Gauss–Legendre nodes (up to 2,048 at degree 64) | one QR solve, `O(N n²)` |
 //! | [`least_squares_on_samples`] | `Σᵢ (p(xᵢ) − f(xᵢ))²` over the inputs the layer really sees | one per sample | `O(N n²)` time, `O(N + n²)` memory |
-//! | [`chebyshev`] | nothing: interpolates at `n + 1` Chebyshev nodes; its max error is within `2 + (2/π) ln(n + 1)` of the best | `n + 1` | `O(n²)` |
+//! | [`chebyshev`] | nothing: interpolates at `n + 1` Chebyshev nodes; its max error is within `2 + (2/π) ln(n + 1)` of the best | `n + 1` for the fit | `O(n²)` |
 //! | [`minimax`] | the maximum error `max \|p − f\|` (Remez exchange) | a few thousand per iteration, a handful of iterations | the slowest, still milliseconds |
 //!
-//! (`n` is the degree, `N` the number of nodes or samples.) Minimax has the smallest maximum
-//! error, least squares the smallest RMS error; Chebyshev interpolation is the cheap,
-//! near-minimax middle.
+//! (`n` is the degree, `N` the number of nodes or samples. Every method then evaluates `f`
+//! about 10,000 more times: the check of the monomial form and the error report.) Minimax has
+//! the smallest maximum error, least squares the smallest RMS error; Chebyshev interpolation is
+//! the cheap, near-minimax middle.
 //!
 //! Every fit returns a [`Fit`]: the [`Polynomial`] in ascending monomial powers of `x`, with
 //! coefficients as [`Coefficient::approx`](crate::Coefficient::approx) values and its
@@ -211,6 +212,17 @@ fn finish<A: Activation<f64> + ?Sized>(
     mut chebyshev: Vec<f64>,
     span: Interval,
 ) -> Result<Fit> {
+    if let Some(k) = chebyshev.iter().position(|c| !c.is_finite()) {
+        return Err(Error::Fit {
+            method: method.name(),
+            reason: format!(
+                "Chebyshev coefficient {k} is {}: f is too large on [{}, {}] for f64",
+                chebyshev[k],
+                span.lo(),
+                span.hi()
+            ),
+        });
+    }
     numeric::drop_rounding_noise(&mut chebyshev);
     let polynomial = chebyshev_to_monomial(&chebyshev, span)
         .map_err(|e| Error::Fit {
