@@ -163,6 +163,28 @@ fn rayon_pool_keeps_its_default_size() {
     assert_eq!(rayon::current_num_threads(), expected);
 }
 
+/// Threads that miss the cache for one request at the same time queue for Symbolica; each
+/// may derive it, but all of them get the one cached `Arc` (the first stored stays).
+#[test]
+fn concurrent_misses_share_one_cached_series() {
+    let threads = 4;
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                // A formula no other test asks for, so every thread starts with a miss.
+                polyact::taylor::taylor_series_formula("exp(x)*(1+x^3)/7", 6, 0.0).unwrap()
+            })
+        })
+        .collect();
+    let series: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for s in &series[1..] {
+        assert!(Arc::ptr_eq(&series[0], s));
+    }
+}
+
 #[test]
 fn a_cache_hit_returns_an_identical_polynomial() {
     let first = taylor_poly(Tanh, 12).unwrap();

@@ -787,10 +787,10 @@ fn scatter_deriv(g: ConvGeom, deriv: &[f32], grad: &[f32]) -> Vec<f32> {
 
 /// The same block from candle's generic ops (any device): NHWC in, NHWC out.
 ///
-/// The pooling is a max over a `[b, h/2, 2, w/2, 2, c]` view rather than candle's
-/// `max_pool2d`, whose backward pass in candle 0.11 multiplies the gradient by the fraction of
-/// window entries equal to the maximum instead of dividing by their count (a quarter of the true
-/// gradient for a unique maximum).
+/// The pooling picks one winner per window of a `[b, h/2, 2, w/2, 2, c]` view rather than
+/// using candle's `max_pool2d`, whose backward pass in candle 0.11 multiplies the gradient by the
+/// fraction of window entries equal to the maximum instead of dividing by their count (a quarter
+/// of the true gradient for a unique maximum).
 pub fn candle_block(
     g: ConvGeom,
     kind: &BlockKind,
@@ -850,7 +850,9 @@ pub fn gemm_block(
 /// layout): the odd last row and column, if any, are dropped, as Keras' 'valid' pooling does.
 fn act_pool(g: ConvGeom, kind: &BlockKind, z: &Tensor) -> Result<Tensor> {
     let z = match &kind.act {
-        ConvAct::Relu => z.relu()?,
+        // z · [z > 0]: as TensorFlow's relu (and the fused op), no gradient at z = 0, where
+        // candle's `relu` passes it. Zero pre-activations are common: blank image regions.
+        ConvAct::Relu => (z * z.gt(0.0)?.to_dtype(z.dtype())?)?,
         ConvAct::Poly(c) => {
             // Horner: ((c_n z + c_{n-1}) z + ...) z + c_0.
             let mut acc = z.affine(0.0, f64::from(*c.last().unwrap_or(&0.0)))?;
@@ -865,7 +867,15 @@ fn act_pool(g: ConvGeom, kind: &BlockKind, z: &Tensor) -> Result<Tensor> {
     let n = z.dim(0)?;
     let windows = z.contiguous()?.reshape((n, ph, 2, pw, 2, g.cout))?;
     match kind.pool {
-        Pooling::Max => windows.max(4)?.max(2),
+        // One winner per window, the first largest corner in row-major order, as TensorFlow's
+        // max-pool and the fused op: candle's `max` passes the gradient to every tied corner.
+        Pooling::Max => {
+            let corners = windows
+                .permute((0, 1, 3, 5, 2, 4))?
+                .contiguous()?
+                .reshape((n, ph, pw, g.cout, 4))?;
+            corners.gather(&corners.argmax_keepdim(4)?, 4)?.squeeze(4)
+        }
         Pooling::Avg => windows.mean(4)?.mean(2),
     }
 }
@@ -939,50 +949,98 @@ mod tests {
             let b = Var::from_tensor(&random(&[g.cout], 0.1, &mut rng)).unwrap();
             let upstream = random(&[CHUNK + 3, g.ph(), g.pw(), g.cout], 1.0, &mut rng);
 
-            for (kind, gemm) in kinds()
-                .into_iter()
-                .flat_map(|k| [(k.clone(), false), (k, true)])
-            {
-                let fused = if gemm {
-                    gemm_block(g, &kind, &x, &w, &b).unwrap()
-                } else {
-                    ConvBlock::forward(g, &kind, &x, &w, &b, true).unwrap()
-                };
-                let reference = candle_block(g, &kind, &x, &w, &b).unwrap();
-                assert_eq!(fused.dims(), reference.dims());
-                assert!(
-                    max_abs_diff(&fused, &reference) < FUSED_VS_CANDLE,
-                    "{g:?} {kind:?} gemm {gemm}"
-                );
+            for kind in kinds() {
+                assert_blocks_agree(g, &kind, &x, &w, &b, &upstream);
+            }
+        }
+    }
 
-                let gf = (fused * &upstream)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
-                let gr = (reference * &upstream)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
-                for (name, v) in [("x", &x), ("w", &w), ("b", &b)] {
-                    let (a, c) = (gf.get(v).unwrap(), gr.get(v).unwrap());
-                    let scale = 1.0
-                        + c.abs()
-                            .unwrap()
-                            .flatten_all()
-                            .unwrap()
-                            .max(0)
-                            .unwrap()
-                            .to_scalar::<f32>()
-                            .unwrap();
-                    assert!(
-                        max_abs_diff(a, c) < FUSED_VS_CANDLE * scale,
-                        "{g:?} {kind:?} gemm {gemm} d{name}"
-                    );
+    /// Blank image regions and zero biases make whole pooling windows tie (at 0, or at the
+    /// bias): the candle and gemm blocks must then send the gradient where the fused op does,
+    /// to one corner and not through a relu at 0.
+    #[test]
+    fn tied_windows_take_the_fused_ops_gradient() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let g = ConvGeom {
+            h: 12,
+            w: 12,
+            cin: 2,
+            k: 5,
+            cout: 4,
+        };
+        // The left half of every image is blank.
+        let x = random(&[3, g.h, g.w, g.cin], 1.0, &mut rng);
+        let mask: Vec<f32> = (0..3 * g.h * g.w * g.cin)
+            .map(|i| {
+                if (i / g.cin) % g.w < g.w / 2 {
+                    0.0
+                } else {
+                    1.0
                 }
+            })
+            .collect();
+        let blank = Tensor::from_vec(mask, x.shape(), &Device::Cpu).unwrap();
+        let x = (x * blank).unwrap();
+        let x = Var::from_tensor(&x).unwrap();
+        let w = Var::from_tensor(&random(&[g.patch(), g.cout], 0.5, &mut rng)).unwrap();
+        // Zero, positive and negative biases: ties at 0, above 0 and below.
+        let b = Var::from_tensor(&Tensor::new(&[0.0f32, 0.05, -0.05, 0.0], &Device::Cpu).unwrap())
+            .unwrap();
+        let upstream = random(&[3, g.ph(), g.pw(), g.cout], 1.0, &mut rng);
+        for kind in kinds() {
+            assert_blocks_agree(g, &kind, &x, &w, &b, &upstream);
+        }
+    }
+
+    /// The fused block, the gemm block and candle's block give the same values and the same
+    /// gradients for `x`, `w` and `b` under the loss `Σ upstream · block`.
+    fn assert_blocks_agree(
+        g: ConvGeom,
+        kind: &BlockKind,
+        x: &Var,
+        w: &Var,
+        b: &Var,
+        upstream: &Tensor,
+    ) {
+        let reference = candle_block(g, kind, x, w, b).unwrap();
+        let gr = (&reference * upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for gemm in [false, true] {
+            let fused = if gemm {
+                gemm_block(g, kind, x, w, b).unwrap()
+            } else {
+                ConvBlock::forward(g, kind, x, w, b, true).unwrap()
+            };
+            assert_eq!(fused.dims(), reference.dims());
+            assert!(
+                max_abs_diff(&fused, &reference) < FUSED_VS_CANDLE,
+                "{g:?} {kind:?} gemm {gemm}"
+            );
+            let gf = (fused * upstream)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for (name, v) in [("x", x), ("w", w), ("b", b)] {
+                let (a, c) = (gf.get(v).unwrap(), gr.get(v).unwrap());
+                let scale = 1.0
+                    + c.abs()
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .max(0)
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap();
+                assert!(
+                    max_abs_diff(a, c) < FUSED_VS_CANDLE * scale,
+                    "{g:?} {kind:?} gemm {gemm} d{name}"
+                );
             }
         }
     }

@@ -230,7 +230,7 @@ fn prepare_process() {
     // Failure means the host already built its own, which is what we want to keep.
     let _ = rayon::ThreadPoolBuilder::new().build_global();
     convert::keep_logging_off();
-    let quiet = std::env::var_os("SYMBOLICA_HIDE_BANNER").is_some();
+    let quiet = hide_banner();
     if !quiet && !*LICENSED.get_or_init(convert::is_licensed) {
         eprintln!(
             "polyact: Taylor series are derived with Symbolica (https://symbolica.io). Without a \
@@ -242,9 +242,15 @@ fn prepare_process() {
     }
 }
 
+/// Whether `SYMBOLICA_HIDE_BANNER` hides Symbolica's banner, tested as Symbolica tests it (a
+/// value that is not valid Unicode does not).
+fn hide_banner() -> bool {
+    std::env::var("SYMBOLICA_HIDE_BANNER").is_ok()
+}
+
 /// Starts Symbolica on the worker thread, its banner kept off stdout (see the module docs).
 fn start_symbolica() {
-    if std::env::var_os("SYMBOLICA_HIDE_BANNER").is_some() {
+    if hide_banner() {
         convert::start_symbolica();
     } else {
         with_stdout_silenced(convert::start_symbolica);
@@ -279,13 +285,21 @@ fn with_stdout_silenced(f: impl FnOnce()) {
         }
         return f();
     }
-    f();
-    let _ = stdout.flush();
-    // SAFETY: as above.
-    unsafe {
-        dup2(saved, STDOUT);
-        close(saved);
+    /// Puts descriptor 1 back when dropped, also when `f` panics.
+    struct Restore(c_int);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // Reentrant: this thread still holds the stdout lock taken above.
+            let _ = io::stdout().flush();
+            // SAFETY: as above; `self.0` is the saved descriptor, closed here once.
+            unsafe {
+                dup2(self.0, STDOUT);
+                close(self.0);
+            }
+        }
     }
+    let _restore = Restore(saved);
+    f();
 }
 
 #[cfg(not(unix))]

@@ -102,7 +102,9 @@
 //!   directly in that instant are lost). It prints a one-time notice of Symbolica's terms to
 //!   stderr instead. To silence both, set `SYMBOLICA_HIDE_BANNER=1` in the environment before
 //!   the program starts (polyact never changes the environment itself); a licensed Symbolica
-//!   prints no banner and polyact no notice.
+//!   prints no banner and polyact no notice. A program that holds `io::stdout().lock()` while
+//!   it asks for its first derivation must set it: the silencing waits for that lock, and the
+//!   derivation would end at its time limit.
 //! * A panic inside Symbolica comes back as [`Error::Symbolic`].
 //!
 //! # Memoisation
@@ -594,8 +596,9 @@ fn cached_series(
     if keep {
         cache.highest.insert(highest_key, Arc::clone(&series));
     }
-    cache.requests.insert(key, Arc::clone(&series));
-    Ok(series)
+    // Another thread may have derived the same request meanwhile: its entry stays, so that
+    // every caller of one request shares one `Arc`.
+    Ok(Arc::clone(cache.requests.entry(key).or_insert(series)))
 }
 
 #[cfg(test)]
