@@ -208,18 +208,20 @@ pub fn paired(runs: &[RunResult], order: &[String]) -> Vec<Paired> {
     out
 }
 
-/// The statistics of every activation of `order` (finished runs' final test accuracy).
+/// The statistics of every activation of `order` (finished runs' final test accuracy), and how
+/// many of its runs did not finish. A seed recorded twice counts once (the last record wins,
+/// as in [`paired`]).
 pub fn per_activation(runs: &[RunResult], order: &[String]) -> Vec<(String, Stats, usize)> {
+    let by_seed = by_seed(runs);
     order
         .iter()
         .map(|a| {
-            let mine: Vec<&RunResult> = runs.iter().filter(|r| &r.activation == a).collect();
-            let acc: Vec<f64> = mine
+            let mine: Vec<Option<f64>> = by_seed
                 .iter()
-                .filter(|r| r.diverged.is_none())
-                .filter_map(|r| r.test_accuracy)
-                .filter(|a| a.is_finite())
+                .filter(|((name, _), _)| name == a)
+                .map(|(_, acc)| *acc)
                 .collect();
+            let acc: Vec<f64> = mine.iter().flatten().copied().collect();
             let diverged = mine.len() - acc.len();
             (a.clone(), Stats::of(&acc), diverged)
         })
@@ -254,8 +256,12 @@ fn claim_above_floor(acts: &[(String, Stats, usize)]) -> Option<String> {
     let (mut above, mut below, mut unclear) = (Vec::new(), Vec::new(), Vec::new());
     for (a, s, d) in acts
         .iter()
-        .filter(|(a, s, _)| partner(a).is_some() && s.n > 0)
+        .filter(|(a, s, d)| partner(a).is_some() && (s.n > 0 || *d > 0))
     {
+        if s.n == 0 {
+            below.push(format!("{a} (every one of its {d} runs diverged)"));
+            continue;
+        }
         let diverged = if *d > 0 {
             format!(", {d} diverged")
         } else {
@@ -305,6 +311,11 @@ fn claim_tanh_improved(pairs: &[Paired]) -> Option<String> {
         .find(|p| p.poly == "m_tanh" && p.exact == "tanh")?;
     let (mean, n) = (pct(p.diff.mean), p.diff.n);
     Some(match p.diff.ci {
+        Some((lo, _)) if lo > 0.0 && p.unpaired_diverged > 0 => format!(
+            "Claim \"tanh improved\" is not settled: m_tanh − tanh = {mean} points over {n} \
+             seeds, but {} more seed(s) diverged.",
+            p.unpaired_diverged
+        ),
         Some((lo, hi)) if lo > 0.0 => format!(
             "Claim \"tanh improved\" (m_tanh above tanh) holds: paired by seed, m_tanh − tanh = \
              {mean} points (95 % CI {} to {}, {n} seeds).",
@@ -330,9 +341,15 @@ fn claim_tanh_improved(pairs: &[Paired]) -> Option<String> {
 /// Every pairing: significantly above or below its exact function, or within noise.
 fn pairs_against_noise(pairs: &[Paired]) -> Option<String> {
     let (mut noise, mut worse, mut better) = (Vec::new(), Vec::new(), Vec::new());
+    let mut unsettled = Vec::new();
     for p in pairs {
         let name = format!("{} vs {}", p.poly, p.exact);
         match p.diff.ci {
+            // A diverged seed does not count against "above" silently: it is named instead.
+            Some((lo, _)) if lo > 0.0 && p.unpaired_diverged > 0 => unsettled.push(format!(
+                "{name} (above over the finished seeds, but {} diverged)",
+                p.unpaired_diverged
+            )),
             Some((lo, _)) if lo > 0.0 => better.push(format!("{name} ({})", pct(p.diff.mean))),
             Some((_, hi)) if hi < 0.0 => worse.push(format!("{name} ({})", pct(p.diff.mean))),
             Some(_) => noise.push(name),
@@ -354,6 +371,9 @@ fn pairs_against_noise(pairs: &[Paired]) -> Option<String> {
             " within noise (interval contains 0): {}",
             noise.join(", ")
         ));
+    }
+    if !unsettled.is_empty() {
+        parts.push(format!(" not settled: {}", unsettled.join(", ")));
     }
     (!parts.is_empty()).then(|| {
         format!(
@@ -462,6 +482,35 @@ mod tests {
         let v = verdict(&acts, &p);
         assert!(v.contains("\"tanh improved\" is within noise"), "{v}");
         assert!(v.contains("m_tanh"), "{v}");
+    }
+
+    /// Diverged runs are not dropped from the verdict: a polynomial whose every run diverged
+    /// fails the 0.99 claim, an "above" that a diverged seed would spoil is not settled, and a
+    /// seed recorded twice counts once.
+    #[test]
+    fn diverged_and_repeated_runs_are_not_lost_in_the_verdict() {
+        let mut runs = Vec::new();
+        for seed in 0..4u64 {
+            let e = 0.9900 + 0.0002 * seed as f64;
+            runs.push(result("tanh", seed, e, false));
+            // Above tanh on the first three seeds, diverged on the fourth.
+            runs.push(result("m_tanh", seed, e + 0.0010, seed == 3));
+            runs.push(result("t_tanh", seed, 0.5, true));
+        }
+        // tanh's seed 0 recorded again: the last record wins, and n stays 4.
+        runs.push(result("tanh", 0, 0.9900, false));
+        let order = ["tanh", "m_tanh", "t_tanh"].map(String::from).to_vec();
+        let acts = per_activation(&runs, &order);
+        assert_eq!((acts[0].1.n, acts[0].2), (4, 0));
+        assert_eq!((acts[2].1.n, acts[2].2), (0, 4));
+        let v = verdict(&acts, &paired(&runs, &order));
+        assert!(
+            v.contains("fails for t_tanh (every one of its 4 runs diverged)"),
+            "{v}"
+        );
+        assert!(v.contains("\"tanh improved\" is not settled"), "{v}");
+        assert!(v.contains("not settled: m_tanh vs tanh"), "{v}");
+        assert!(!v.contains("significantly above"), "{v}");
     }
 
     #[test]
