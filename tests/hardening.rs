@@ -2,7 +2,9 @@
 //! intervals, derivatives, candle layers). Each names the case it guards.
 
 use approx::relative_eq;
-use polyact::{Activation, Coefficient, Interval, Polynomial, Sigmoid, Tanh, fit};
+use polyact::{
+    Activation, Coefficient, Interval, Mish, Polynomial, Sigmoid, Silu, Softsign, Tanh, fit,
+};
 
 /// Relative tolerance for a derivative in the tails, in `f64` and `f32`.
 const TAIL_F64: f64 = 1e-13;
@@ -134,6 +136,47 @@ fn derivatives_are_accurate_in_the_tails() {
             );
         }
     }
+}
+
+/// silu′ and mish′ near 1 and softsign′ far out keep their last digits: no `1 − σ`, `1 − t²`
+/// or `d²` that cancels or overflows. Oracles in `f64`: for large `x`, with `u = e⁻ˣ`,
+/// silu′ = `1 + (x − 1)u + O(x u²)` and mish′ = `1 + (4x − 2)u² + O(x u³)`; softsign′ =
+/// `(1/(1 + |x|))²`, a subnormal here.
+#[test]
+fn silu_mish_and_softsign_derivatives_keep_their_last_digits() {
+    let ulp64 = f64::EPSILON;
+    for x in [25.0_f64, 30.0, 36.7] {
+        let want = 1.0 + (x - 1.0) * (-x).exp();
+        let got = Activation::<f64>::derivative(&Silu, x);
+        assert!(
+            (got - want).abs() <= 2.0 * ulp64,
+            "silu′({x}) = {got}, want {want}"
+        );
+    }
+    for x in [15.0_f64, 17.0, 19.0] {
+        let want = 1.0 + (4.0 * x - 2.0) * (-2.0 * x).exp();
+        let got = Activation::<f64>::derivative(&Mish, x);
+        assert!(
+            (got - want).abs() <= 3.0 * ulp64,
+            "mish′({x}) = {got}, want {want}"
+        );
+    }
+    let x = 9.01_f32;
+    let want = 1.0 + (4.0 * f64::from(x) - 2.0) * (-2.0 * f64::from(x)).exp();
+    let got = f64::from(Activation::<f32>::derivative(&Mish, x));
+    let ulp32 = f64::from(f32::EPSILON);
+    assert!(
+        (got - want).abs() <= 1.5 * ulp32,
+        "f32 mish′({x}) = {got}, want {want}"
+    );
+    let got = Activation::<f64>::derivative(&Softsign, 1e155);
+    assert!(relative_eq!(got, 1e-310, max_relative = 1e-9), "{got}");
+    let got = f64::from(Activation::<f32>::derivative(&Softsign, 2e19_f32));
+    let want = (1.0 / (1.0 + f64::from(2e19_f32))).powi(2);
+    assert!(
+        relative_eq!(got, want, max_relative = 1e-5),
+        "{got} vs {want}"
+    );
 }
 
 /// The candle layers on the same cases (feature `candle`).

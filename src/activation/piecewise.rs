@@ -217,8 +217,9 @@ impl<T: Real> Activation<T> for Softsign {
         }
     }
     fn derivative(&self, x: T) -> T {
-        let d = T::one() + x.abs();
-        T::one() / (d * d)
+        // (1/d)² rather than 1/d²: d² would overflow while the result is still representable.
+        let r = T::one() / (T::one() + x.abs());
+        r * r
     }
     fn formula(&self) -> Formula {
         Formula::Piecewise {

@@ -186,8 +186,9 @@ impl<T: Real> Activation<T> for Silu {
     }
     fn derivative(&self, x: T) -> T {
         at_infinity(x, T::zero(), T::one()).unwrap_or_else(|| {
+            // 1 − σ(x) as σ(−x): no cancellation where σ(x) is close to 1.
             let s = sigmoid(x);
-            s + x * s * (T::one() - s)
+            s + x * s * sigmoid(-x)
         })
     }
     fn formula(&self) -> Formula {
@@ -216,8 +217,9 @@ impl<T: Real> Activation<T> for Mish {
     }
     fn derivative(&self, x: T) -> T {
         at_infinity(x, T::zero(), T::one()).unwrap_or_else(|| {
-            let t = softplus(x).tanh();
-            t + x * (T::one() - t * t) * sigmoid(x)
+            // sech² of softplus(x) as tanh′ computes it, without the cancellation of 1 − t².
+            let sp = softplus(x);
+            sp.tanh() + x * Activation::<T>::derivative(&Tanh, sp) * sigmoid(x)
         })
     }
     fn formula(&self) -> Formula {
