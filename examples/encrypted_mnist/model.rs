@@ -30,6 +30,14 @@ pub enum ModelError {
         /// The path.
         path: PathBuf,
     },
+    /// The file exists but cannot be read (permissions, a directory, ...).
+    #[error("cannot read the model file {path}: {source}")]
+    Unreadable {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The file is shorter than its header says, or its header is unreadable.
     #[error("{path} is truncated or not a safetensors file ({reason})")]
     Truncated {
@@ -87,8 +95,14 @@ impl Model {
 
 /// Loads a model saved by the MNIST example, checking its format and every shape.
 pub fn load(path: &Path) -> Result<Model, ModelError> {
-    let bytes = std::fs::read(path).map_err(|_| ModelError::Missing {
-        path: path.to_path_buf(),
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ModelError::Missing {
+            path: path.to_path_buf(),
+        },
+        _ => ModelError::Unreadable {
+            path: path.to_path_buf(),
+            source: e,
+        },
     })?;
     parse(&bytes, path)
 }

@@ -538,6 +538,17 @@ fn hex(digest: &[u8]) -> String {
 /// digests (of the archive, or of the decompressed content), and renames it into place
 /// atomically. Returns the final path. A file that matches no digest is deleted and rejected.
 pub fn download(mirror: &str, file: &KnownFile, dir: &Path) -> Result<PathBuf, DataError> {
+    download_within(mirror, file, dir, STALL_LIMIT)
+}
+
+/// [`download`], failing when the mirror sends nothing for `stall`: neither the response
+/// headers nor the next bytes of the body. A slow but steady download is never cut off.
+fn download_within(
+    mirror: &str,
+    file: &KnownFile,
+    dir: &Path,
+    stall: Duration,
+) -> Result<PathBuf, DataError> {
     let url = format!("{}/{}.gz", mirror.trim_end_matches('/'), file.name);
     let failed = |reason: String| DataError::Download {
         url: url.clone(),
@@ -545,11 +556,11 @@ pub fn download(mirror: &str, file: &KnownFile, dir: &Path) -> Result<PathBuf, D
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(20)))
-        .timeout_global(Some(Duration::from_secs(300)))
+        .timeout_recv_response(Some(stall))
         .build()
         .into();
     let response = agent.get(&url).call().map_err(|e| failed(e.to_string()))?;
-    let body = read_with_stall_limit(response.into_body().into_reader(), STALL_LIMIT)
+    let body = read_with_stall_limit(response.into_body().into_reader(), stall)
         .map_err(|e| failed(e.to_string()))?;
 
     let gz_digest = hex(&Sha256::digest(&body));
@@ -609,6 +620,34 @@ mod stall_tests {
             buf[0] = 7;
             Ok(1)
         }
+    }
+
+    /// A mirror that accepts the connection and never answers fails at the stall limit too,
+    /// not after minutes.
+    #[test]
+    fn a_mirror_that_never_answers_times_out() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let silent = std::thread::spawn(move || {
+            let (_conn, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_secs(4));
+        });
+        let file = KnownFile {
+            name: "never",
+            raw_sha256: None,
+            gz_sha256: None,
+        };
+        let dir = std::env::temp_dir().join(format!("polyact-never-{}", std::process::id()));
+        let start = std::time::Instant::now();
+        let err = download_within(&url, &file, &dir, Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(err, DataError::Download { .. }), "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        silent.join().unwrap();
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -127,7 +127,8 @@ struct Args {
     /// Never download; fail with the list of files to put in place.
     #[arg(long)]
     offline: bool,
-    /// Output folder (default runs/<dataset>).
+    /// Output folder (default runs/<dataset>, with --quick runs/<dataset>-quick, so that a quick
+    /// look never replaces the study's results or saved models).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Keep results.jsonl and skip the runs it already holds (same settings).
@@ -237,9 +238,10 @@ impl Args {
 
     /// The output folder.
     fn out_dir(&self) -> PathBuf {
+        let suffix = if self.quick { "-quick" } else { "" };
         self.out
             .clone()
-            .unwrap_or_else(|| PathBuf::from("runs").join(self.dataset.to_string()))
+            .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}{suffix}", self.dataset)))
     }
 
     /// The settings that make a run's identity.
@@ -836,6 +838,24 @@ mod tests {
             assert!(bytes.starts_with(b"\x89PNG"), "{png}");
         }
         std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    /// A quick look writes beside the study's folder, not into it (its models would replace the
+    /// study's, which have the same names).
+    #[test]
+    fn a_quick_look_keeps_out_of_the_studys_folder() {
+        let dir = |args: &[&str]| {
+            let mut all = vec!["mnist"];
+            all.extend_from_slice(args);
+            Args::try_parse_from(all).unwrap().out_dir()
+        };
+        assert_eq!(dir(&[]), PathBuf::from("runs/mnist"));
+        assert_eq!(dir(&["--quick"]), PathBuf::from("runs/mnist-quick"));
+        assert_eq!(
+            dir(&["--quick", "--dataset", "fashion-mnist"]),
+            PathBuf::from("runs/fashion-mnist-quick")
+        );
+        assert_eq!(dir(&["--quick", "--out", "x"]), PathBuf::from("x"));
     }
 
     /// `--conv gemm` and `--conv candle` run as asked on a GPU; only the CPU-only fused
