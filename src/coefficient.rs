@@ -180,7 +180,7 @@ impl Coefficient {
     }
 
     /// Whether the coefficient is negative.
-    fn is_negative(&self) -> bool {
+    pub(crate) fn is_negative(&self) -> bool {
         match &self.exact {
             Some(Exact::Rational(r)) => r.is_negative(),
             _ => self.value < 0.0,

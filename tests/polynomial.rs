@@ -79,6 +79,18 @@ fn derivative_is_exact_and_matches_finite_differences() {
     }
 }
 
+/// Rescaling (β = 0) keeps an exact coefficient exact beside approximate ones.
+#[test]
+fn rescaling_keeps_exact_coefficients_exact() {
+    let p = Polynomial::new(vec![Coefficient::ratio(1, 2), Coefficient::approx(0.25)]);
+    let r = p.rescale_input(&Coefficient::ratio(2, 1)).unwrap();
+    assert!(
+        matches!(r.coefficients()[0].exact(), Some(Exact::Rational(_))),
+        "{r}"
+    );
+    assert_eq!(r.to_string(), "1/2 + 0.125·x");
+}
+
 #[test]
 fn display_follows_the_documented_form() {
     let cases = [
@@ -110,6 +122,10 @@ fn display_follows_the_documented_form() {
     for (p, want) in cases {
         assert_eq!(p.to_string(), want);
     }
+    // A negative rational too small for an f64 (it is -0.0 there) keeps its sign.
+    let tiny = BigRational::new(BigInt::from(-1), BigInt::from(10).pow(400));
+    let p = Polynomial::new(vec![Coefficient::ratio(1, 1), Coefficient::rational(tiny)]);
+    assert_eq!(p.to_string(), format!("1 - 1/1{}·x", "0".repeat(400)));
 }
 
 #[test]

@@ -46,7 +46,13 @@ impl Polynomial {
         for c in self.coefficients.iter().rev() {
             let mut next = Vec::with_capacity(q.len() + 1);
             for j in 0..=q.len() {
-                let from_beta = q.get(j).map(|qj| qj * beta);
+                // β = 0 adds nothing; skipped, so that an approximate qⱼ · 0 does not make an
+                // exact coefficient approximate.
+                let from_beta = if beta.is_zero() {
+                    None
+                } else {
+                    q.get(j).map(|qj| qj * beta)
+                };
                 let from_alpha = j.checked_sub(1).map(|i| &q[i] * alpha);
                 next.push(match (from_beta, from_alpha) {
                     (Some(x), Some(y)) => x + y,

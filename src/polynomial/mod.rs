@@ -374,7 +374,8 @@ pub(crate) fn write_terms(
         if c.is_zero() {
             continue;
         }
-        let negative = c.to_f64() < 0.0;
+        // The sign of the exact value: a tiny negative rational is -0.0 as an f64.
+        let negative = c.is_negative();
         match (first, negative) {
             (true, true) => f.write_str("-")?,
             (true, false) => {}
