@@ -150,6 +150,12 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from("data/mnist"));
     std::fs::create_dir_all(&args.out)?;
     let m = model::load(&args.model)?;
+    if let Some(ds) = m.metadata.get("dataset").filter(|d| d.as_str() != "mnist") {
+        eprintln!(
+            "warning: the model was trained on {ds}; the images read here are MNIST's ({})",
+            dir.display()
+        );
+    }
     println!(
         "model {} (activation {:?}, polynomial {}, saved test accuracy {:?})",
         args.model.display(),

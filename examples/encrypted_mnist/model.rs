@@ -133,6 +133,14 @@ fn parse(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
             )));
         }
     }
+    // Written by the trainer since 2026-12-06; older files did not record it.
+    if metadata.get("clamp").map(String::as_str) == Some("true") {
+        return Err(wrong(
+            "it was trained with --clamp: clamping is not a polynomial, so the encrypted head \
+             would compute another function than the one trained"
+                .into(),
+        ));
+    }
     let poly_json = metadata.get("polynomial").ok_or_else(|| {
         wrong(format!(
             "activation {:?} is not a polynomial (no `polynomial` entry): only a polynomial \
@@ -269,6 +277,16 @@ pub mod tests {
 
     /// Writes a synthetic model in the MNIST example's format (random weights).
     pub fn synthetic(path: &Path, seed: u64, overrides: &[(&str, &[usize])]) {
+        synthetic_with(path, seed, overrides, &[]);
+    }
+
+    /// [`synthetic`] with extra metadata entries.
+    pub fn synthetic_with(
+        path: &Path,
+        seed: u64,
+        overrides: &[(&str, &[usize])],
+        extra: &[(&str, &str)],
+    ) {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let shapes: Vec<(&str, Vec<usize>)> = [
@@ -314,6 +332,9 @@ pub mod tests {
         meta.insert("pooling".to_string(), "max".to_string());
         meta.insert("seed".to_string(), seed.to_string());
         meta.insert("test_accuracy".to_string(), "0.1".to_string());
+        for (k, v) in extra {
+            meta.insert(k.to_string(), v.to_string());
+        }
         safetensors::serialize_to_file(views, Some(meta), path).unwrap();
     }
 
@@ -355,6 +376,16 @@ pub mod tests {
             }
             other => panic!("expected WrongArchitecture, got {other:?}"),
         }
+        // Trained with --clamp: not a polynomial network.
+        synthetic_with(&path, 4, &[], &[("clamp", "true")]);
+        match load(&path) {
+            Err(ModelError::WrongArchitecture { what, .. }) => {
+                assert!(what.contains("--clamp"), "{what}")
+            }
+            other => panic!("expected WrongArchitecture, got {other:?}"),
+        }
+        synthetic_with(&path, 4, &[], &[("clamp", "false")]);
+        assert!(load(&path).is_ok());
         std::fs::remove_file(path).ok();
     }
 

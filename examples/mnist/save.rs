@@ -84,6 +84,11 @@ pub struct SaveInfo<'a> {
     pub seed: u64,
     /// Final test accuracy (NaN when it diverged).
     pub test_accuracy: f64,
+    /// The data set it was trained on.
+    pub dataset: &'a str,
+    /// Whether the polynomial's inputs were clamped to its domain (`--clamp`): then the
+    /// network is not a polynomial, which the encrypted example must know.
+    pub clamp: bool,
 }
 
 /// Writes `model` in the format above to `path` (creating its folder; an existing file is
@@ -102,6 +107,8 @@ pub fn save(model: &Model, info: &SaveInfo<'_>, path: &Path) -> anyhow::Result<(
     }
     meta.insert("pooling".to_string(), blocks.kind.pool.to_string());
     meta.insert("seed".to_string(), info.seed.to_string());
+    meta.insert("dataset".to_string(), info.dataset.to_string());
+    meta.insert("clamp".to_string(), info.clamp.to_string());
     meta.insert("test_accuracy".to_string(), info.test_accuracy.to_string());
 
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
@@ -176,6 +183,8 @@ mod tests {
                 activation: label,
                 seed: 7,
                 test_accuracy: 0.9925,
+                dataset: "mnist",
+                clamp: false,
             };
             save(&model, &info, &path).unwrap();
             let bytes = std::fs::read(&path).unwrap();
@@ -216,6 +225,10 @@ mod tests {
             assert_eq!(meta["seed"], "7");
             assert_eq!(meta["conv_activation"], "relu");
             assert_eq!(meta["pooling"], "max");
+            assert_eq!(
+                (meta["dataset"].as_str(), meta["clamp"].as_str()),
+                ("mnist", "false")
+            );
             approx::assert_abs_diff_eq!(meta["test_accuracy"].parse::<f64>().unwrap(), 0.9925);
             if label == "relu" {
                 assert!(!meta.contains_key("polynomial"));

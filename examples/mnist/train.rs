@@ -846,6 +846,8 @@ fn save_model(
         activation: ctx.label,
         seed: ctx.seed,
         test_accuracy: test_accuracy.unwrap_or(f64::NAN),
+        dataset: &ctx.cfg.dataset,
+        clamp: ctx.cfg.clamp,
     };
     crate::save::save(model, &info, &path)?;
     Ok(Some(path.display().to_string()))
