@@ -903,9 +903,13 @@ mod tests {
         assert_eq!(same_padding(5, 1, 1), (0, 0));
     }
 
+    fn max_abs(t: &Tensor) -> f32 {
+        let a = t.abs().unwrap().flatten_all().unwrap();
+        a.max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
-        d.max(0).unwrap().to_scalar::<f32>().unwrap()
+        max_abs(&(a - b).unwrap())
     }
 
     fn random(shape: &[usize], scale: f32, rng: &mut impl Rng) -> Tensor {
@@ -1028,15 +1032,7 @@ mod tests {
                 .unwrap();
             for (name, v) in [("x", x), ("w", w), ("b", b)] {
                 let (a, c) = (gf.get(v).unwrap(), gr.get(v).unwrap());
-                let scale = 1.0
-                    + c.abs()
-                        .unwrap()
-                        .flatten_all()
-                        .unwrap()
-                        .max(0)
-                        .unwrap()
-                        .to_scalar::<f32>()
-                        .unwrap();
+                let scale = 1.0 + max_abs(c);
                 assert!(
                     max_abs_diff(a, c) < FUSED_VS_CANDLE * scale,
                     "{g:?} {kind:?} gemm {gemm} d{name}"
