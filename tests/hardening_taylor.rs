@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use polyact::{
@@ -94,7 +95,19 @@ fn assert_child_passed(name: &str, envs: &[(&str, &str)], limit: Duration) -> Ch
     child
 }
 
-/// A private lock directory (mode 0700) for a child, so that its locks meet no one else's.
+/// This binary's turn at Symbolica, taken by every test that derives, here or in a child
+/// process. Children derive under the user's own lock directory, queueing with every other
+/// Symbolica user of this account as the licence requires; the turn keeps this process's own
+/// derivations from meeting a child's deliberately short wait limits.
+static SYMBOLICA: Mutex<()> = Mutex::new(());
+
+fn symbolica_turn() -> MutexGuard<'static, ()> {
+    SYMBOLICA.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A private lock directory (mode 0700), only for a child that is refused before it enters
+/// Symbolica: a child that derived there would escape the one-thread-per-user limit that the
+/// user's lock directory enforces.
 fn private_lock_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("polyact-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -150,6 +163,7 @@ fn child_long_formulas() {
 
 #[test]
 fn long_formulas_do_not_abort() {
+    let _turn = symbolica_turn();
     let child = assert_child_passed("child_long_formulas", &[], Duration::from_secs(120));
     assert_eq!(
         child.stdout.matches("CASE ").count(),
@@ -179,6 +193,7 @@ fn child_rejected_key() {
 
 #[test]
 fn a_rejected_licence_key_keeps_the_guarantee() {
+    // The child is refused before it enters Symbolica, so it may use a private directory.
     let dir = private_lock_dir("licence");
     let permit = File::create(dir.join("symbolica-restricted-thread-0.lock")).unwrap();
     permit.lock().unwrap();
@@ -239,6 +254,7 @@ fn child_far_points() {
 
 #[test]
 fn far_points_expand_quickly() {
+    let _turn = symbolica_turn();
     let child = assert_child_passed("child_far_points", &[], Duration::from_secs(120));
     assert_eq!(child.stdout.matches("CASE ").count(), 8, "{}", child.stdout);
 }
@@ -280,14 +296,9 @@ fn child_blow_ups() {
 
 #[test]
 fn blow_ups_and_waits_are_bounded() {
-    let dir = private_lock_dir("blowup");
-    let child = assert_child_passed(
-        "child_blow_ups",
-        &[("SYMBOLICA_LOCK_DIR", dir.to_str().unwrap())],
-        Duration::from_secs(60),
-    );
+    let _turn = symbolica_turn();
+    let child = assert_child_passed("child_blow_ups", &[], Duration::from_secs(60));
     assert!(child.elapsed < Duration::from_secs(60));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -307,6 +318,7 @@ fn child_waits_for_another_process() {
 
 #[test]
 fn another_process_holding_polyacts_lock_is_named() {
+    // The child gives up waiting before it enters Symbolica, so it may use a private directory.
     let dir = private_lock_dir("ours");
     let mut ours = File::create(dir.join("polyact-symbolica.lock")).unwrap();
     ours.lock().unwrap();
@@ -326,6 +338,7 @@ fn another_process_holding_polyacts_lock_is_named() {
 
 #[test]
 fn square_roots_of_squares_are_not_analytic_at_the_zero() {
+    let _turn = symbolica_turn();
     for formula in ["sqrt(x^2)", "(x^2)^(1/2)", "sqrt(x^2)*exp(x)", "log(x^2)"] {
         let err = taylor_poly_formula(formula, 3, 0.0).unwrap_err();
         assert!(
@@ -350,6 +363,7 @@ fn square_roots_of_squares_are_not_analytic_at_the_zero() {
 
 #[test]
 fn rationals_beyond_f64_are_errors() {
+    let _turn = symbolica_turn();
     for formula in ["1e400*x", "x + 10^400", "exp(x)*1e-400 + 1e400"] {
         let err = taylor_poly_formula(formula, 2, 0.0).unwrap_err();
         assert!(
@@ -368,6 +382,7 @@ fn rationals_beyond_f64_are_errors() {
 /// a fixed 256 bits would give.
 #[test]
 fn tiny_points_give_correctly_rounded_coefficients() {
+    let _turn = symbolica_turn();
     let p = taylor_poly_at(Tanh, 3, 1e-50).unwrap();
     let d0 = p.coefficients()[0].to_f64();
     let exact = -8.0 / 15.0 * 1e-250;
@@ -469,12 +484,9 @@ mod random {
 
     #[test]
     fn random_input_never_aborts_panics_or_hangs() {
-        let dir = private_lock_dir("random");
-        let child = assert_child_passed(
-            "random::child_random_input",
-            &[("SYMBOLICA_LOCK_DIR", dir.to_str().unwrap())],
-            Duration::from_secs(120),
-        );
+        let _turn = symbolica_turn();
+        let child =
+            assert_child_passed("random::child_random_input", &[], Duration::from_secs(120));
         assert!(child.stdout.contains("OUTCOMES"), "{}", child.stdout);
         println!(
             "{} in {:?}",
@@ -485,6 +497,5 @@ mod random {
                 .unwrap_or(""),
             child.elapsed
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -137,7 +137,25 @@ pub(crate) fn contained<R: Send + 'static>(
         let foreign = Instant::now() + Duration::from_secs(10);
         wait_for_symbolica_permit(&directory, deadline.min(foreign))?;
     }
+    // The reaper waits until the worker has fully exited, thread-local destructors included
+    // (that is where Symbolica's permit is released), before it releases our turn and lock.
+    // It starts before the worker: if it could not start, no worker would run without it.
     let (sender, receiver) = mpsc::channel();
+    let (hand_over, worker) = mpsc::channel::<thread::JoinHandle<Result<R>>>();
+    thread::Builder::new()
+        .name("polyact-symbolica-reaper".into())
+        .spawn(move || {
+            // `Err`: the worker did not start, and there is nothing to wait for.
+            let outcome = worker.recv().map(thread::JoinHandle::join);
+            drop(our_lock);
+            drop(turn);
+            if let Ok(outcome) = outcome {
+                let _ = sender.send(outcome);
+            }
+        })
+        .map_err(|e| Error::Symbolic {
+            reason: format!("cannot start the Symbolica reaper thread: {e}"),
+        })?;
     let worker = thread::Builder::new()
         .name("polyact-symbolica".into())
         .stack_size(WORKER_STACK)
@@ -148,21 +166,13 @@ pub(crate) fn contained<R: Send + 'static>(
         .map_err(|e| Error::Symbolic {
             reason: format!("cannot start the Symbolica worker thread: {e}"),
         })?;
-    // The reaper waits until the worker has fully exited, thread-local destructors included
-    // (that is where Symbolica's permit is released), before it releases our turn and lock.
-    thread::Builder::new()
-        .name("polyact-symbolica-reaper".into())
-        .spawn(move || {
-            let outcome = worker.join();
-            drop(our_lock);
-            drop(turn);
-            let _ = sender.send(outcome);
-        })
-        .map_err(|e| Error::Symbolic {
-            reason: format!("cannot start the Symbolica reaper thread: {e}"),
-        })?;
     let limit = time_limit();
-    match receiver.recv_timeout(limit) {
+    // The reaper cannot be gone before it has received the worker; were it gone, wait here.
+    let outcome = match hand_over.send(worker) {
+        Ok(()) => receiver.recv_timeout(limit),
+        Err(mpsc::SendError(worker)) => Ok(worker.join()),
+    };
+    match outcome {
         Ok(Ok(result)) => result,
         Ok(Err(panic)) => Err(Error::Symbolic {
             reason: format!(
