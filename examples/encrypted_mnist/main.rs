@@ -19,6 +19,9 @@
 //! float (about 0.99), every encrypted image equal to the simulation. fhe.rs has not been
 //! independently audited; this is a measurement, not a product.
 
+// The MNIST example's IDX reader (checked, bounded, never panics), shared rather than copied.
+#[path = "../mnist/idx.rs"]
+mod idx;
 mod model;
 
 // Every ciphertext operation makes fresh multi-megabyte polynomials; glibc's malloc hands them
@@ -26,12 +29,11 @@ mod model;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use num_bigint::BigInt;
@@ -45,8 +47,8 @@ struct Args {
     /// Model saved by the MNIST example (safetensors).
     #[arg(long)]
     model: PathBuf,
-    /// Folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (default: $MNIST_DIR,
-    /// else data/mnist).
+    /// Folder with the MNIST IDX files, raw or .gz: t10k-{images-idx3,labels-idx1}-ubyte, and
+    /// the train- ones unless --feature-max is given (default: $MNIST_DIR, else data/mnist).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Test images to run encrypted (the first N), each compared with the simulation.
@@ -77,46 +79,19 @@ struct Args {
 /// to the simulation.
 type Row = (usize, f64, f64, f64, f64, bool);
 
-fn read_idx(path: &Path, magic: u32) -> anyhow::Result<(Vec<usize>, Vec<u8>)> {
-    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut bytes = Vec::new();
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(raw.as_slice()).read_to_end(&mut bytes)?;
-    } else {
-        bytes = raw;
-    }
-    let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    if bytes.len() < 8 || be(0) != magic {
-        bail!(
-            "{} is not an IDX file with magic {magic:#x}",
-            path.display()
-        );
-    }
-    let dims = (magic & 0xff) as usize;
-    let shape: Vec<usize> = (0..dims).map(|d| be(4 + 4 * d) as usize).collect();
-    let body = bytes[4 + 4 * dims..].to_vec();
-    if body.len() != shape.iter().product::<usize>() {
-        bail!("{} is truncated", path.display());
-    }
-    Ok((shape, body))
-}
-
-fn images(dir: &Path, prefix: &str) -> anyhow::Result<(Vec<Vec<f32>>, Vec<u8>)> {
-    let find = |name: &str| {
-        let p = dir.join(name);
-        if p.exists() {
-            p
-        } else {
-            dir.join(format!("{name}.gz"))
-        }
-    };
-    let (_, px) = read_idx(&find(&format!("{prefix}-images-idx3-ubyte")), 0x803)?;
-    let (_, labels) = read_idx(&find(&format!("{prefix}-labels-idx1-ubyte")), 0x801)?;
-    let imgs = px
-        .chunks_exact(784)
+/// The images (pixels / 255, row-major) and labels of the split `prefix` (`t10k` or `train`)
+/// in `dir`, each file raw or gzip; every file checked (28 × 28 images, labels that are
+/// digits, as many of each), and every error names the file.
+fn images(dir: &Path, prefix: &str) -> Result<(Vec<Vec<f32>>, Vec<u8>), idx::IdxError> {
+    let images = idx::require_file(dir, &format!("{prefix}-images-idx3-ubyte"))?;
+    let labels = idx::require_file(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
+    let split = idx::load_split(&images, &labels)?;
+    let imgs = split
+        .images
+        .chunks_exact(idx::SIDE * idx::SIDE)
         .map(|c| c.iter().map(|&p| f32::from(p) / 255.0).collect())
         .collect();
-    Ok((imgs, labels))
+    Ok((imgs, split.labels))
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -483,4 +458,95 @@ fn register_font() -> bool {
     }
     eprintln!("no TrueType font found (set POLYACT_FONT=/path/font.ttf): plot drawn without text");
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::idx::tests::{gz, idx};
+    use crate::idx::{IMAGES_MAGIC, IdxError, LABELS_MAGIC};
+
+    /// A fresh temporary folder.
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("polyact-enc-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// An images file cut after 10 bytes (a valid magic, half a header) made the old reader
+    /// index past its end and panic; it is now an error naming the file.
+    #[test]
+    fn a_truncated_images_file_is_an_error_not_a_panic() {
+        let dir = tmp("truncated");
+        let whole = idx(IMAGES_MAGIC, &[2, 28, 28], &[0; 2 * 784]);
+        std::fs::write(dir.join("t10k-images-idx3-ubyte"), &whole[..10]).unwrap();
+        std::fs::write(
+            dir.join("t10k-labels-idx1-ubyte.gz"),
+            gz(&idx(LABELS_MAGIC, &[2], &[3, 4])),
+        )
+        .unwrap();
+        let err = images(&dir, "t10k").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                IdxError::Size {
+                    expected: 16,
+                    found: 10,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("t10k-images-idx3-ubyte"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Raw or gzip files give pixels / 255 and the labels; other image sizes and missing files
+    /// are errors naming the file.
+    #[test]
+    fn images_are_read_raw_or_gzip_as_pixels_over_255() {
+        let dir = tmp("good");
+        let pixels: Vec<u8> = (0..2 * 784).map(|i| (i % 256) as u8).collect();
+        std::fs::write(
+            dir.join("t10k-images-idx3-ubyte"),
+            idx(IMAGES_MAGIC, &[2, 28, 28], &pixels),
+        )
+        .unwrap();
+        let labels = dir.join("t10k-labels-idx1-ubyte.gz");
+        std::fs::write(&labels, gz(&idx(LABELS_MAGIC, &[2], &[3, 4]))).unwrap();
+        let (imgs, got) = images(&dir, "t10k").unwrap();
+        assert_eq!(got, vec![3, 4]);
+        assert_eq!((imgs.len(), imgs[0].len(), imgs[1].len()), (2, 784, 784));
+        for (i, &p) in pixels.iter().enumerate() {
+            approx::assert_abs_diff_eq!(imgs[i / 784][i % 784], f32::from(p) / 255.0);
+        }
+        approx::assert_abs_diff_eq!(imgs[0][255], 1.0);
+
+        // 32 x 32 images are not MNIST's.
+        std::fs::write(
+            dir.join("t10k-images-idx3-ubyte"),
+            idx(IMAGES_MAGIC, &[2, 32, 32], &[0; 2 * 1024]),
+        )
+        .unwrap();
+        let err = images(&dir, "t10k").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                IdxError::BadDims {
+                    rows: 32,
+                    cols: 32,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        // No labels file, raw or gzip.
+        std::fs::remove_file(&labels).unwrap();
+        let err = images(&dir, "t10k").unwrap_err();
+        assert!(matches!(err, IdxError::NotFound { .. }), "{err}");
+        assert!(err.to_string().contains("t10k-labels-idx1-ubyte"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -19,6 +19,8 @@
 //! polynomial against its exact function paired by seed; a verdict on the study's claims),
 //! `paired_differences.png`, `activations.png`, `accuracy_per_epoch.png`,
 //! `final_accuracy.png`, with `--val-split` also `overfitting.png`, and the tables on stdout.
+//! A training run holds its output folder (a lock on `.mnist-run.lock` there, released when
+//! it ends): a second run into the same folder is refused, `--report-only` is not.
 //! Runs are made seed-major (seed 0 of every activation, then seed 1, ...), and runs of one
 //! seed share their initial weights, batch order and dropout masks.
 //!
@@ -36,6 +38,7 @@ mod data;
 mod float;
 #[cfg(feature = "cuda")]
 mod gpu;
+mod idx;
 mod model;
 mod report;
 mod results;
@@ -128,7 +131,7 @@ struct Args {
     #[arg(long)]
     offline: bool,
     /// Output folder (default runs/<dataset>, with --quick runs/<dataset>-quick, so that a quick
-    /// look never replaces the study's results or saved models).
+    /// look never replaces the study's results or saved models). One training run at a time.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Keep results.jsonl and skip the runs it already holds (same settings).
@@ -313,7 +316,9 @@ fn keep_candle_on_the_calling_thread() {
 }
 
 /// Without `--resume`, moves an existing `results.jsonl` aside (never over another backup).
-fn start_results(out: &Path, resume: bool) -> anyhow::Result<()> {
+/// Takes the folder's [`results::Claim`]: only the one run that holds the folder may do this.
+fn start_results(claim: &results::Claim, resume: bool) -> anyhow::Result<()> {
+    let out = claim.dir();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     if !resume && results::results_path(out).exists() {
         let stamp = std::time::SystemTime::now()
@@ -521,17 +526,25 @@ fn main() -> anyhow::Result<()> {
         return report_only(&out, &args.activations, !args.no_plots);
     }
     let specs = parse_specs(&args.activations)?;
-    let engine = args.engine(&out)?;
-    let prepared = args.data()?;
-    let cfg = args.run_config();
     if let Some(steps) = args.profile_steps {
+        // Writes nothing in `out`: no claim on it (see below).
+        let (engine, prepared) = (args.engine(&out)?, args.data()?);
+        let cfg = args.run_config();
         println!(
             "{}",
             train::profile(&specs[0], &prepared, &cfg, &engine, steps)?
         );
         return Ok(());
     }
-    start_results(&out, args.resume)?;
+    // A training run holds `out` until `main` returns, so that a second one (which would move
+    // results.jsonl aside, or make the same pending runs again) is refused before any work.
+    // `--report-only` (above) takes no claim: it only reads results.jsonl and rewrites the
+    // summary and plots (which the run rewrites at its end), so it can show a run's progress.
+    let claim = results::claim(&out)?;
+    let engine = args.engine(&out)?;
+    let prepared = args.data()?;
+    let cfg = args.run_config();
+    start_results(&claim, args.resume)?;
     print_model(&specs[0], &engine)?;
     let done = if args.resume {
         results::read_reporting(&out)?
@@ -856,6 +869,29 @@ mod tests {
             PathBuf::from("runs/fashion-mnist-quick")
         );
         assert_eq!(dir(&["--quick", "--out", "x"]), PathBuf::from("x"));
+    }
+
+    /// Two runs into one folder moved each other's results.jsonl aside: the second is now
+    /// refused, naming the first's process, before it touches the folder.
+    #[test]
+    fn a_second_run_leaves_the_first_runs_results_alone() {
+        let out = results::tests::tmp("second-run");
+        results::append(&out, &results::tests::result("relu", 0, 0.99, false)).unwrap();
+        let first = results::claim(&out).unwrap();
+        start_results(&first, true).unwrap();
+        let err = results::claim(&out).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("process {}", std::process::id())),
+            "{err}"
+        );
+        assert_eq!(results::read(&out).unwrap().runs.len(), 1);
+        drop(first);
+        // The folder is free again: a new run (without --resume) moves the results aside.
+        let second = results::claim(&out).unwrap();
+        start_results(&second, false).unwrap();
+        assert!(!results::results_path(&out).exists());
+        drop(second);
+        std::fs::remove_dir_all(&out).unwrap();
     }
 
     /// `--conv gemm` and `--conv candle` run as asked on a GPU; only the CPU-only fused

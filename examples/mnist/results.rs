@@ -5,7 +5,7 @@
 //! [`crate::float`]); a record appended after an interrupted write starts on its own line; a
 //! line that does not read back (cut off, invalid UTF-8, foreign) is skipped and reported with
 //! the file and line number, never fatal; a previous file is moved to a backup name that never
-//! overwrites an existing file.
+//! overwrites an existing file; one training run at a time writes a folder ([`claim`]).
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -16,6 +16,107 @@ use crate::train::{RunConfig, RunResult};
 /// Most seeds per activation in one invocation (a plan larger than this is a typo, and would
 /// not fit in memory long before it ran).
 pub const MAX_SEEDS: u64 = 100_000;
+
+/// The lock file a training run holds in its output folder (see [`claim`]).
+pub const LOCK_FILE: &str = ".mnist-run.lock";
+
+/// Why an output folder cannot be claimed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimError {
+    /// Another training run holds the folder.
+    #[error(
+        "{dir} is in use by another training run ({}, holding {lock}): wait for it to finish, \
+         or pass another --out",
+        holder_text(*.holder)
+    )]
+    Busy {
+        /// The output folder.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// The holder's process id, as it wrote it in the lock file.
+        holder: Option<u32>,
+    },
+    /// The folder or its lock file cannot be created, opened, locked or written.
+    #[error("cannot claim {dir} for this run ({lock}): {source}")]
+    Io {
+        /// The output folder.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// The cause (`Unsupported` where the file system has no locks).
+        source: std::io::Error,
+    },
+}
+
+/// The holder of a lock, for [`ClaimError::Busy`]'s message.
+fn holder_text(holder: Option<u32>) -> String {
+    holder.map_or("a process that has not written its id yet".into(), |pid| {
+        format!("process {pid}")
+    })
+}
+
+/// An output folder claimed by this process: no other [`claim`] of it succeeds until this is
+/// dropped (or the process ends, even by a crash: the operating system releases the lock).
+#[derive(Debug)]
+pub struct Claim {
+    dir: PathBuf,
+    /// Holds the exclusive lock; the file itself is never deleted (deleting a lock file races
+    /// with a process that has just opened it).
+    _lock: fs::File,
+}
+
+impl Claim {
+    /// The claimed folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Claims `out` (created if needed) for one training run: an exclusive lock on
+/// `out/`[`LOCK_FILE`], into which this process writes `process <pid>`. A second claim, by
+/// this process or another, fails with [`ClaimError::Busy`] naming the holder while the first
+/// [`Claim`] lives.
+pub fn claim(out: &Path) -> Result<Claim, ClaimError> {
+    let lock = out.join(LOCK_FILE);
+    let io = |source| ClaimError::Io {
+        dir: out.to_owned(),
+        lock: lock.clone(),
+        source,
+    };
+    fs::create_dir_all(out).map_err(io)?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            // The holder writes its id right after locking: empty only in that instant.
+            let holder = fs::read_to_string(&lock)
+                .ok()
+                .and_then(|t| t.trim().strip_prefix("process ")?.parse().ok());
+            return Err(ClaimError::Busy {
+                dir: out.to_owned(),
+                lock,
+                holder,
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0)
+        .and_then(|()| file.write_all(format!("process {}\n", std::process::id()).as_bytes()))
+        .and_then(|()| file.sync_data())
+        .map_err(io)?;
+    Ok(Claim {
+        dir: out.to_owned(),
+        _lock: file,
+    })
+}
 
 /// The results file in `out`.
 pub fn results_path(out: &Path) -> PathBuf {
@@ -344,6 +445,63 @@ pub mod tests {
         for (p, text) in names.iter().zip(["first\n", "second\n", "third\n"]) {
             assert_eq!(fs::read_to_string(p).unwrap(), text);
         }
+        fs::remove_dir_all(&out).unwrap();
+    }
+
+    /// Two runs writing one folder moved each other's results aside, or (with `--resume`)
+    /// made the same runs twice: a second claim fails, naming the holder, until the first ends.
+    #[test]
+    fn one_run_at_a_time_claims_a_folder() {
+        let out = tmp("claim");
+        let first = claim(&out).unwrap();
+        assert_eq!(first.dir(), out.as_path());
+        let lock = out.join(LOCK_FILE);
+        let me = std::process::id();
+        assert_eq!(
+            fs::read_to_string(&lock).unwrap(),
+            format!("process {me}\n")
+        );
+
+        let err = claim(&out).unwrap_err();
+        assert!(
+            matches!(&err, ClaimError::Busy { holder: Some(pid), .. } if *pid == me),
+            "{err}"
+        );
+        let text = err.to_string();
+        for part in [
+            out.display().to_string(),
+            format!("process {me}"),
+            "--out".into(),
+            "wait".into(),
+        ] {
+            assert!(text.contains(&part), "{part:?} missing from: {text}");
+        }
+
+        // Released when the guard goes; the lock file stays (never deleted) and is reused.
+        drop(first);
+        assert!(lock.exists());
+        let again = claim(&out).unwrap();
+        assert_eq!(
+            fs::read_to_string(&lock).unwrap(),
+            format!("process {me}\n")
+        );
+        drop(again);
+        fs::remove_dir_all(&out).unwrap();
+    }
+
+    /// A holder that has not written its id yet (or wrote something else) is still refused.
+    #[test]
+    fn a_holder_without_an_id_is_still_refused() {
+        let out = tmp("claim-anon");
+        let first = claim(&out).unwrap();
+        fs::write(out.join(LOCK_FILE), "").unwrap();
+        let err = claim(&out).unwrap_err();
+        assert!(
+            matches!(err, ClaimError::Busy { holder: None, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("--out"), "{err}");
+        drop(first);
         fs::remove_dir_all(&out).unwrap();
     }
 
