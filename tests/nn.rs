@@ -52,12 +52,6 @@ const FUSED_BF16_TOL: Tol = Tol {
     abs: 8e-3,
     rel: 8e-3,
 };
-/// candle's `gelu_erf` backward writes 1/√(2π) as 0.398942 (six digits), so its gradient is good
-/// to about 1e-6 even in `f64`.
-const CANDLE_GELU_GRAD_F64: Tol = Tol {
-    abs: 2e-6,
-    rel: 2e-6,
-};
 /// Central finite differences with step 1e-5 in `f64` on polynomials of moderate size:
 /// truncation ~h² · p''' and rounding ~ε/h.
 const FINITE_DIFF_TOL: Tol = Tol {
@@ -178,11 +172,6 @@ fn every_layer_matches_the_scalar_trait_per_dtype() -> Result<()> {
                 &format!("{} {dtype:?} value", act.name()),
             );
 
-            let grad_tol = if act.name() == "gelu" && dtype == DType::F64 {
-                CANDLE_GELU_GRAD_F64
-            } else {
-                tol
-            };
             let expected: Vec<f64> = exact_inputs
                 .iter()
                 .zip(values(&w)?)
@@ -191,7 +180,7 @@ fn every_layer_matches_the_scalar_trait_per_dtype() -> Result<()> {
             assert_close(
                 &values(&dx)?,
                 &expected,
-                grad_tol,
+                tol,
                 &format!("{} {dtype:?} gradient", act.name()),
             );
         }
