@@ -14,7 +14,7 @@
 #[non_exhaustive]
 pub enum Error {
     /// A constructor received a parameter outside its valid range.
-    #[error("invalid {parameter} = {value} for {activation}: {requirement}")]
+    #[error("invalid {parameter} = {value:?} for {activation}: {requirement}")]
     InvalidParameter {
         /// The activation being constructed.
         activation: &'static str,
@@ -37,10 +37,11 @@ pub enum Error {
         /// The expansion point.
         point: f64,
     },
-    /// A formula could not be parsed or understood by the series engine.
-    #[error("cannot use formula `{formula}`: {reason}")]
+    /// A formula, activation description or interval could not be parsed, or a formula not
+    /// understood by the series engine.
+    #[error("cannot use `{formula}`: {reason}")]
     Parse {
-        /// The formula as given.
+        /// The text as given (a formula, a description or an interval).
         formula: String,
         /// What is wrong with it.
         reason: String,
@@ -53,8 +54,11 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
-    /// An interval was empty, reversed or not finite.
-    #[error("invalid interval [{lo}, {hi}]: the ends must be finite with lo < hi")]
+    /// An interval was empty, reversed or not finite, or its width `hi - lo` overflows.
+    #[error(
+        "invalid interval [{lo:?}, {hi:?}]: the ends must be finite with lo < hi, and hi - lo \
+         must be finite too"
+    )]
     InvalidInterval {
         /// Lower end.
         lo: f64,

@@ -91,13 +91,15 @@ impl Interval {
 
     /// The point `x ∈ [lo, hi]` that `t ∈ [-1, 1]` stands for; `t = ±1` map exactly to the ends.
     pub(crate) fn x_of(self, t: f64) -> f64 {
-        let x = 0.5 * (self.lo * (1.0 - t) + self.hi * (1.0 + t));
+        // Weights in [0, 1] that sum to 1: no overflow, even for ends near f64::MAX.
+        let x = (0.5 * (1.0 - t)) * self.lo + (0.5 * (1.0 + t)) * self.hi;
         x.clamp(self.lo, self.hi)
     }
 
     /// The `t ∈ [-1, 1]` that stands for `x ∈ [lo, hi]`.
     pub(crate) fn t_of(self, x: f64) -> f64 {
-        ((2.0 * x - self.lo - self.hi) / self.width()).clamp(-1.0, 1.0)
+        // Both differences lie within the (finite) width for x in the interval: no overflow.
+        (((x - self.lo) - (self.hi - x)) / self.width()).clamp(-1.0, 1.0)
     }
 }
 
@@ -210,5 +212,26 @@ mod tests {
         let i = Interval::new(-5.0, 3.0).unwrap();
         assert_eq!((i.x_of(-1.0), i.x_of(1.0)), (-5.0, 3.0));
         assert!((i.t_of(i.x_of(0.25)) - 0.25).abs() < 1e-15);
+    }
+
+    /// Near `f64::MAX` the mapping overflowed: the midpoint came out as `hi`, `lo` as `t = 1`.
+    #[test]
+    fn maps_huge_intervals_without_overflow() {
+        let (lo, hi) = (1e308, 1.7e308);
+        let i = Interval::new(lo, hi).unwrap();
+        assert_eq!((i.x_of(-1.0), i.x_of(1.0)), (lo, hi));
+        let mid = i.x_of(0.0);
+        assert!((mid - 1.35e308).abs() <= 1e-15 * 1.35e308, "{mid:e}");
+        assert!((i.t_of(lo) + 1.0).abs() < 1e-15);
+        assert!((i.t_of(hi) - 1.0).abs() < 1e-15);
+        assert!(i.t_of(mid).abs() < 1e-15);
+    }
+
+    /// An overflowing width was reported as if the ends were bad, with 309-digit ends.
+    #[test]
+    fn an_overflowing_width_is_named_briefly() {
+        let text = Interval::new(-1e308, 1e308).unwrap_err().to_string();
+        assert!(text.contains("hi - lo"), "{text}");
+        assert!(text.contains("[-1e308, 1e308]"), "{text}");
     }
 }

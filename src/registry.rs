@@ -145,8 +145,8 @@ impl FromStr for Builtin {
 
     fn from_str(text: &str) -> Result<Self> {
         let (name, parameter) = match text.split_once(':') {
-            Some((n, p)) => (n, Some(p)),
-            None => (text, None),
+            Some((n, p)) => (n.trim(), Some(p)),
+            None => (text.trim(), None),
         };
         let alpha = |default: f64| -> Result<f64> {
             parameter.map_or(Ok(default), |p| number(p, "α", text))
@@ -181,10 +181,32 @@ fn unknown(text: &str, hint: &str) -> Error {
     }
 }
 
-fn number<T: FromStr>(field: &str, what: &str, text: &str) -> Result<T> {
+fn number(field: &str, what: &str, text: &str) -> Result<f64> {
     field.trim().parse().map_err(|_| Error::Parse {
         formula: shorten(text),
         reason: format!("{what} must be a number, got {:?}", shorten(field)),
+    })
+}
+
+fn degree(field: &str, text: &str) -> Result<usize> {
+    field.trim().parse().map_err(|_| Error::Parse {
+        formula: shorten(text),
+        reason: format!(
+            "the degree must be a whole number, 0 or more, got {:?}",
+            shorten(field)
+        ),
+    })
+}
+
+/// The FN of a `taylor:` or `minimax:` description (its fields re-joined: FN may carry its own
+/// `:A`); errors name the whole description `text`.
+fn function_in(fields: &[&str], text: &str) -> Result<Builtin> {
+    fields.join(":").parse().map_err(|e| match e {
+        Error::Parse { reason, .. } => Error::Parse {
+            formula: shorten(text),
+            reason,
+        },
+        other => other,
     })
 }
 
@@ -217,8 +239,8 @@ const ALIASES: [(&str, &str); 3] = [
 /// build the function, its polynomial or (feature `candle`) its layer from it.
 ///
 /// Display prints the canonical text, which parses back to an equal value for every `Spec`
-/// that parsing can give (a `Learnable` of an exact activation, which parsing refuses, prints
-/// as `learn:FN` but does not read back); serde uses that text.
+/// that parsing can give (a `Learnable` of an exact activation or of another `Learnable`, which
+/// parsing refuses, prints as `learn:…` but does not read back); serde uses that text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 #[non_exhaustive]
@@ -373,16 +395,15 @@ impl FromStr for Spec {
         }
         // FN may carry its own parameter (`elu:0.5`), so the numbers are split off the right.
         let fields: Vec<&str> = text.split(':').collect();
-        let function_of = |fields: &[&str]| fields.join(":");
         match fields.as_slice() {
             ["taylor", function @ .., degree] if !function.is_empty() => Ok(Spec::Taylor {
-                function: function_of(function).parse()?,
-                degree: number(degree, "the degree", text)?,
+                function: function_in(function, text)?,
+                degree: self::degree(degree, text)?,
             }),
             ["minimax", function @ .., degree, lo, hi] if !function.is_empty() => {
                 Ok(Spec::Minimax {
-                    function: function_of(function).parse()?,
-                    degree: number(degree, "the degree", text)?,
+                    function: function_in(function, text)?,
+                    degree: self::degree(degree, text)?,
                     interval: Interval::new(number(lo, "LO", text)?, number(hi, "HI", text)?)?,
                 })
             }
@@ -467,7 +488,7 @@ mod tests {
             ("taylor:sigmoid", "taylor:FN:DEG"),
             ("taylor:5", "taylor:FN:DEG"),
             ("minimax:5:-1:1", "minimax:FN:DEG:LO:HI"),
-            ("minimax:elu:0.5:5:-1", "the degree must be a number"),
+            ("minimax:elu:0.5:5:-1", "the degree must be a whole number"),
             ("minimax:tanh:5:3:-3", "interval"),
             ("learn:relu", "needs a polynomial"),
         ] {
@@ -496,5 +517,34 @@ mod tests {
                 Some(Builtin::Tanh)
             ]
         );
+    }
+
+    /// A space after a colon was accepted before a number but not before a name; a degree of
+    /// -1 was "not a number"; an empty function quoted only itself (an empty string).
+    #[test]
+    fn fields_are_trimmed_and_errors_name_the_description() {
+        assert_eq!(
+            "taylor: sigmoid:5".parse::<Spec>().unwrap(),
+            "taylor:sigmoid:5".parse::<Spec>().unwrap()
+        );
+        assert_eq!(
+            " elu : 0.5".parse::<Builtin>().unwrap(),
+            Builtin::Elu(Elu::new(0.5).unwrap())
+        );
+        for text in [
+            "taylor:sigmoid:-1",
+            "taylor:sigmoid:5.0",
+            "minimax:tanh:2.5:-1:1",
+        ] {
+            let err = text.parse::<Spec>().unwrap_err().to_string();
+            assert!(err.contains("whole number, 0 or more"), "{text}: {err}");
+        }
+        for text in ["taylor::5", "minimax::5:-1:1", "taylor:sigmoidd:5"] {
+            let err = text.parse::<Spec>().unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("cannot use `{text}`")),
+                "{text}: {err}"
+            );
+        }
     }
 }
