@@ -9,9 +9,38 @@ use polyact::nn::PolyAct;
 
 const ELEMENTS: usize = 1 << 20;
 
-type Subject = Box<dyn Fn(&Tensor) -> Result<Tensor>>;
+type Forward = Box<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
 
-fn subjects() -> Vec<(&'static str, Subject)> {
+/// One benchmarked subject: its forward pass, and the pool it runs in (the global one when
+/// `None`). Forward and backward both run in that pool.
+struct Subject {
+    name: &'static str,
+    forward: Forward,
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl Subject {
+    fn new(
+        name: &'static str,
+        forward: impl Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            forward: Box::new(forward),
+            pool: None,
+        }
+    }
+
+    /// Runs `work` in this subject's pool.
+    fn within<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(work),
+            None => work(),
+        }
+    }
+}
+
+fn subjects() -> Vec<Subject> {
     let poly = polyact::presets::m_sigmoid();
     let fused = PolyAct::new(&poly);
     let unfused = fused.clone();
@@ -21,23 +50,17 @@ fn subjects() -> Vec<(&'static str, Subject)> {
         .build()
         .expect("a one-thread pool");
     vec![
-        ("copy", Box::new(|x: &Tensor| x.copy())),
-        ("candle_sigmoid", Box::new(candle_nn::ops::sigmoid)),
-        ("candle_tanh", Box::new(|x: &Tensor| x.tanh())),
-        ("candle_relu", Box::new(|x: &Tensor| x.relu())),
-        ("candle_gelu_erf", Box::new(|x: &Tensor| x.gelu_erf())),
-        (
-            "horner_unfused_deg5",
-            Box::new(move |x: &Tensor| unfused.forward_unfused(x)),
-        ),
-        (
-            "polyact_fused_deg5",
-            Box::new(move |x: &Tensor| fused.forward(x)),
-        ),
-        (
-            "polyact_fused_deg5_1thread",
-            Box::new(move |x: &Tensor| pool.install(|| single.forward(x))),
-        ),
+        Subject::new("copy", |x| x.copy()),
+        Subject::new("candle_sigmoid", candle_nn::ops::sigmoid),
+        Subject::new("candle_tanh", |x| x.tanh()),
+        Subject::new("candle_relu", |x| x.relu()),
+        Subject::new("candle_gelu_erf", |x| x.gelu_erf()),
+        Subject::new("horner_unfused_deg5", move |x| unfused.forward_unfused(x)),
+        Subject::new("polyact_fused_deg5", move |x| fused.forward(x)),
+        Subject {
+            pool: Some(pool),
+            ..Subject::new("polyact_fused_deg5_1thread", move |x| single.forward(x))
+        },
     ]
 }
 
@@ -53,8 +76,10 @@ pub fn forward(c: &mut Criterion) {
     let x = input();
     let mut group = c.benchmark_group("tensor_forward_f32_1M");
     group.throughput(Throughput::Elements(ELEMENTS as u64));
-    for (name, f) in subjects() {
-        group.bench_function(name, |b| b.iter(|| f(black_box(&x)).expect("forward")));
+    for s in subjects() {
+        group.bench_function(s.name, |b| {
+            b.iter(|| s.within(|| (s.forward)(black_box(&x)).expect("forward")))
+        });
     }
     group.finish();
 }
@@ -63,11 +88,13 @@ pub fn forward_backward(c: &mut Criterion) {
     let x = Var::from_tensor(&input()).expect("a variable");
     let mut group = c.benchmark_group("tensor_forward_backward_f32_1M");
     group.throughput(Throughput::Elements(ELEMENTS as u64));
-    for (name, f) in subjects() {
-        group.bench_function(name, |b| {
+    for s in subjects() {
+        group.bench_function(s.name, |b| {
             b.iter(|| {
-                let y = f(black_box(x.as_tensor())).expect("forward");
-                y.backward().expect("backward")
+                s.within(|| {
+                    let y = (s.forward)(black_box(x.as_tensor())).expect("forward");
+                    y.backward().expect("backward")
+                })
             })
         });
     }
