@@ -14,6 +14,11 @@ use candle_nn::{VarBuilder, VarMap};
 use polyact::Polynomial;
 use polyact::nn::{Guarded, LearnablePoly, PolyAct, out_of_range};
 
+/// The built-in activations against their scalar forms, on the CPU and (its last test) on the
+/// GPU, where they run as tensor-op forms: included here so that the GPU check runs them.
+#[path = "nn_tails.rs"]
+mod nn_tails;
+
 /// The GPU, or `None` after printing why the calling test checks nothing.
 fn gpu(test: &str) -> Option<Device> {
     match Device::new_cuda(0) {
