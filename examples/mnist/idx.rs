@@ -54,7 +54,7 @@ pub enum IdxError {
         source: std::io::Error,
     },
     /// The file decompresses to more than [`MAX_IDX_BYTES`].
-    #[error("{path} is larger than {limit} bytes once decompressed: not an MNIST IDX file")]
+    #[error("{path} is larger than {limit} bytes (once decompressed): not an MNIST IDX file")]
     TooLarge {
         /// The file.
         path: PathBuf,
@@ -169,13 +169,29 @@ pub fn require_file(dir: &Path, name: &str) -> Result<PathBuf, IdxError> {
     })
 }
 
-/// Reads a whole file, decompressing it when it starts with the gzip magic bytes.
+/// Reads a whole file, decompressing it when it starts with the gzip magic bytes; at most
+/// [`MAX_IDX_BYTES`] read or decompressed.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, IdxError> {
-    let bytes = fs::read(path).map_err(|source| IdxError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    decompress_if_gz(path, bytes)
+    read_within(path, MAX_IDX_BYTES)
+}
+
+/// [`read_maybe_gz`] with the limit `limit` (bytes): a larger file, raw or decompressed, is
+/// refused without being read whole.
+fn read_within(path: &Path, limit: u64) -> Result<Vec<u8>, IdxError> {
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|file| file.take(limit + 1).read_to_end(&mut bytes))
+        .map_err(|source| IdxError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+    if bytes.len() as u64 > limit {
+        return Err(IdxError::TooLarge {
+            path: path.to_owned(),
+            limit,
+        });
+    }
+    decompress_within(path, bytes, limit)
 }
 
 /// `bytes` decompressed when they start with the gzip magic bytes, else unchanged; at most
@@ -468,8 +484,18 @@ pub mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("some/file-idx3-ubyte"), "{err}");
-        // Raw bytes are not decompressed (their size is the file's, already in memory).
+        // Raw bytes are not decompressed; their size is checked as the file is read, before
+        // it is read whole.
         assert_eq!(decompress_within(p(), vec![1; 10], 4).unwrap(), vec![1; 10]);
+        let raw = std::env::temp_dir().join(format!("polyact-idx-raw-{}", std::process::id()));
+        fs::write(&raw, [7u8; 4097]).unwrap();
+        assert_eq!(read_within(&raw, 4097).unwrap().len(), 4097);
+        let err = read_within(&raw, 4096).unwrap_err();
+        assert!(
+            matches!(err, IdxError::TooLarge { limit: 4096, .. }),
+            "{err}"
+        );
+        fs::remove_file(&raw).unwrap();
     }
 
     /// The raw file is preferred to the `.gz`; neither is an error naming both.

@@ -52,8 +52,8 @@ pub enum ClaimError {
 
 /// The holder of a lock, for [`ClaimError::Busy`]'s message.
 fn holder_text(holder: Option<u32>) -> String {
-    holder.map_or("a process that has not written its id yet".into(), |pid| {
-        format!("process {pid}")
+    holder.map_or("its id is not in the lock file".into(), |pid| {
+        format!("process {pid}, by the lock file")
     })
 }
 

@@ -24,7 +24,7 @@ use crate::{
 /// compositions of tensor ops that keep the tails and give the limits, with finite gradients,
 /// at ±∞; each implementation's documentation states its accuracy. [`Polynomial`] is polyact's
 /// fused polynomial op (CPU, and CUDA with the `cuda` feature; tensor ops elsewhere). NaN gives
-/// NaN, except candle's relu (0). The fused ops take `f32`, `f64`, `f16` and `bf16` (the half
+/// NaN, except candle's relu (0 in `f32` and `f64`). The fused ops take `f32`, `f64`, `f16` and `bf16` (the half
 /// types evaluated in `f32`), and have no gradients of gradients.
 ///
 /// An activation of your own gets a tensor form by implementing this trait with tensor ops, or
@@ -79,7 +79,7 @@ impl TensorActivation for Tanh {
 impl TensorActivation for Relu {
     /// candle's `relu`: exact, 0 at −∞ and +∞ at +∞. Its gradient at exactly 0 is candle's (1),
     /// not polyact's left one (0), and `relu(NaN)` is 0 (candle's `max(x, 0)` drops NaN on
-    /// the CPU and on CUDA).
+    /// the CPU, and on CUDA in `f32` and `f64`; CUDA's half-type `max` keeps it).
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         xs.relu()
     }
@@ -106,10 +106,11 @@ impl TensorActivation for Silu {
     /// The CPU: polyact's fused op ([`Silu`]'s scalar `eval` and `derivative`), accurate
     /// everywhere; 0 at −∞ with gradient 0, `x` at +∞ with gradient 1.
     ///
-    /// Other devices: candle's `silu`, `x / (1 + e^{−x})`, where `|x| < 1000` (0 below −1000),
-    /// `x` itself from 1000 on (candle's alone is NaN at −∞, its gradient NaN at ±∞ and 0
-    /// instead of 1 above 2²⁴ in `f32`, 2⁵³ in `f64`). Value and gradient are accurate to a few
-    /// ulp, the tails included.
+    /// Other devices: `x·σ(x)` with `σ` computed from `e^{−|x|}` (no overflow), where
+    /// `|x| < 1000` (0 below −1000), `x` itself from 1000 on. Value and gradient are accurate
+    /// to a few ulp, the tails included. (candle's `silu` alone is NaN at −∞, its gradient NaN
+    /// at ±∞ and 0 instead of 1 above 2²⁴ in `f32`, 2⁵³ in `f64`, and both are 0 where `e^{−x}`
+    /// overflows, from about −88.7 in `f32`.)
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         fused_on_cpu(*self, xs, forms::silu)
     }
@@ -404,9 +405,11 @@ fn fused_on_cpu<A: Activation<f32> + Activation<f64> + 'static>(
 
 /// The tensor-op forms of the built-in activations, for devices without polyact's fused op.
 ///
-/// Every form is finite with finite gradients at every finite input and at ±∞ (candle's
+/// Every form is finite with finite gradients at every finite input and at ±∞. candle's
 /// `where_cond` passes a zero gradient into the branch it did not take, and `0·∞` would turn
-/// that into NaN, so no branch ever sees an infinite input), gives NaN for NaN whatever the
+/// that into NaN, so no op whose backward multiplies by a function of its input (`·`, `/`,
+/// `x·σ(x)`, `erf`) ever sees an infinite input; those that do (`exp`, `tanh`, `recip`, `abs`)
+/// take their gradient from a finite output or divide by an infinity. Each gives NaN for NaN whatever the
 /// device's `min`/`max` do with NaN (CUDA's drop it), and is accurate to a few ulp in value and
 /// gradient, the tails included, except where candle's own op is not (`gelu`).
 mod forms {
@@ -426,9 +429,17 @@ mod forms {
         xs.lt(BOUND)?.where_cond(&inner, xs)
     }
 
-    /// candle's `silu`, `x/(1 + e^{−x})`, saturated.
+    /// `x·σ(x)` with `σ` from `s = e^{−|x|}`, which never overflows: `1/(1 + s)` for
+    /// `x ≥ 0`, `s/(1 + s)` below; saturated. (candle's `silu`, `x/(1 + e^{−x})`, gives 0 in
+    /// value and gradient where `e^{−x}` overflows: below about −88.7 in `f32`, −11.1 in
+    /// `f16`, −709.8 in `f64`, where the true values are still normal numbers.)
     pub(super) fn silu(xs: &Tensor) -> Result<Tensor> {
-        saturating(xs, Tensor::silu)
+        saturating(xs, |x| {
+            let s = x.abs()?.neg()?.exp()?;
+            let r = (&s + 1.0)?.recip()?;
+            let sigma = x.ge(0.0)?.where_cond(&r, &(&s * &r)?)?;
+            x * sigma
+        })
     }
 
     /// candle's `gelu_erf`, saturated.
@@ -720,10 +731,14 @@ mod tests {
         rel: 2e-6,
     };
 
-    const POINTS: [f64; 31] = [
+    const POINTS: [f64; 34] = [
         f64::NEG_INFINITY,
         f64::INFINITY,
         f64::NAN,
+        // Where e^-x overflows in f16, f32, f64 while silu(x) is still a normal number.
+        -11.5,
+        -90.0,
+        -710.0,
         0.0,
         -0.0,
         1e-30,

@@ -167,7 +167,8 @@ pub(crate) fn contained<R: Send + 'static>(
             reason: format!("cannot start the Symbolica worker thread: {e}"),
         })?;
     let limit = time_limit();
-    // The reaper cannot be gone before it has received the worker; were it gone, wait here.
+    // The reaper does nothing before it receives the worker, so the send cannot fail; if it
+    // did, the worker's result would still come back (by waiting here).
     let outcome = match hand_over.send(worker) {
         Ok(()) => receiver.recv_timeout(limit),
         Err(mpsc::SendError(worker)) => Ok(worker.join()),
