@@ -196,6 +196,8 @@ fn read_within(path: &Path, limit: u64) -> Result<Vec<u8>, IdxError> {
 
 /// `bytes` decompressed when they start with the gzip magic bytes, else unchanged; at most
 /// [`MAX_IDX_BYTES`] once decompressed. `path` only names the data in errors.
+// The MNIST trainer's download path; encrypted_mnist includes this module and reads files only.
+#[allow(dead_code)]
 pub fn decompress_if_gz(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, IdxError> {
     decompress_within(path, bytes, MAX_IDX_BYTES)
 }
