@@ -145,8 +145,16 @@ impl Quantizer {
     }
 
     /// Largest absolute quantised value.
+    ///
+    /// ```
+    /// use polyact::he::fixed::Quantizer;
+    /// let q = Quantizer::new(4, -2.5, 1.0);
+    /// assert_eq!(q.quantized_range(), (-40, 16));
+    /// assert_eq!(q.max_abs(), 40);
+    /// ```
     pub fn max_abs(&self) -> i64 {
-        (self.lo.abs().max(self.hi.abs()) * self.scale()).round() as i64
+        let (lo, hi) = self.quantized_range();
+        lo.abs().max(hi.abs())
     }
 }
 
